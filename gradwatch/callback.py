@@ -1,0 +1,323 @@
+"""The `GradWatch` Keras callback: where the statistics go, and when."""
+
+import math
+import numbers
+import os
+import tempfile
+
+import keras
+from keras.src.utils import io_utils
+import numpy as np
+
+from gradwatch_tensorboard import metadata
+from gradwatch_tensorboard.summary import SummaryWriter
+
+from . import activations, hooks, init_audit, selection
+
+# Measured on a 20 x 256 ReLU MLP with BatchNorm (benchmarks/overhead.py):
+# recording every 64th step costs within noise of plain `fit`.
+DEFAULT_UPDATE_FREQ = 64
+
+
+class GradWatch(keras.callbacks.Callback):
+    """Records per-layer training-health statistics as TensorBoard summaries.
+
+    On every `update_freq`-th training step, GradWatch measures each watched
+    layer on the real training batch, inside the compiled train step: the
+    mean and variance of its output and of dLoss/d(output), its gain, the
+    saturation of its nonlinearity, its dead units, BatchNorm batch
+    statistics, kernel-gradient norms, update ratios and non-finite values.
+    Only a few numbers per layer leave the device. Steps in between run
+    Keras' own, untouched train function.
+
+    Read the results with `tensorboard --logdir` (GradWatch tab) or
+    `gradwatch.load(log_dir)`.
+
+    Args:
+        log_dir: Directory to write the run into. Created if missing; it must
+            be writable.
+        update_freq: Record every this many training steps (a positive int).
+            Steps count the optimizer's iterations across `fit` calls.
+        layers: Optional `fnmatch` pattern, or list of them, matched against
+            layer paths (`"dense*"`, `"encoder/*"`). Nested models' layers are
+            named `outer/inner`.
+        layer_types: Optional layer class, or tuple of them, to watch. With
+            neither `layers` nor `layer_types`, every layer with weights or a
+            nonlinearity is watched; with both, layers matching both.
+        saturation_threshold: A unit output counts as saturated where its
+            nonlinearity's derivative is below this fraction of its maximum.
+            In (0, 1); default 0.05.
+        headline_scalars: Whether to also write a few scalars (worst dead
+            fraction, worst saturation, backward variance ratio, non-finite
+            count) to TensorBoard's Scalars dashboard.
+        verbose: 0 for silence, 1 for one line when recording starts and a
+            warning line when non-finite values first appear.
+
+    Example:
+
+    ```python
+    model.fit(x, y, epochs=20,
+              callbacks=[gradwatch.GradWatch("runs/exp1")])
+    # then: tensorboard --logdir runs
+    ```
+    """
+
+    def __init__(
+        self,
+        log_dir,
+        update_freq=DEFAULT_UPDATE_FREQ,
+        layers=None,
+        layer_types=None,
+        saturation_threshold=0.05,
+        headline_scalars=True,
+        verbose=1,
+    ):
+        super().__init__()
+        if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
+            raise TypeError(
+                "Argument `log_dir` must be a non-empty path (str or "
+                f"os.PathLike). Received: log_dir={log_dir!r}"
+            )
+        if isinstance(update_freq, bool) or not isinstance(
+            update_freq, numbers.Integral
+        ):
+            raise TypeError(
+                "Argument `update_freq` must be a positive int (record every "
+                f"N steps). Received: update_freq={update_freq!r}"
+            )
+        if update_freq < 1:
+            raise ValueError(
+                "Argument `update_freq` must be a positive int (record every "
+                f"N steps). Received: update_freq={update_freq}"
+            )
+        self.log_dir = os.fspath(log_dir)
+        self.update_freq = int(update_freq)
+        self.layer_patterns = _validate_patterns(layers)
+        self.layer_types = _validate_types(layer_types)
+        if isinstance(saturation_threshold, bool) or not isinstance(
+            saturation_threshold, numbers.Real
+        ):
+            raise TypeError(
+                "Argument `saturation_threshold` must be a float in (0, 1). "
+                f"Received: saturation_threshold={saturation_threshold!r}"
+            )
+        if not 0.0 < float(saturation_threshold) < 1.0:
+            raise ValueError(
+                "Argument `saturation_threshold` must be in (0, 1). "
+                f"Received: saturation_threshold={saturation_threshold}"
+            )
+        self.saturation_threshold = float(saturation_threshold)
+        if not isinstance(headline_scalars, bool):
+            raise TypeError(
+                "Argument `headline_scalars` must be True or False. "
+                f"Received: headline_scalars={headline_scalars!r}"
+            )
+        self.headline_scalars = headline_scalars
+        if verbose not in (0, 1, 2) or isinstance(verbose, bool):
+            raise ValueError(
+                f"Argument `verbose` must be 0, 1 or 2. Received: verbose={verbose!r}"
+            )
+        self.verbose = verbose
+        self._instrumentation = None
+        self._writer = None
+        self._pending_audit = None
+        self._next_step = 0
+        self._recording_step = None
+        self.first_nonfinite = None
+
+    # -- fit lifecycle --------------------------------------------------------
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if getattr(model, "optimizer", None) is None:
+            raise ValueError(
+                "GradWatch needs a compiled model: call `model.compile(...)` "
+                "before `fit`."
+            )
+        _check_writable(self.log_dir)
+        selected = selection.select_layers(
+            model, self.layer_patterns, self.layer_types
+        )
+        if not selected:
+            raise ValueError(
+                "GradWatch found no layer to watch with "
+                f"layers={self.layer_patterns!r}, "
+                f"layer_types={self.layer_types!r}. Layer paths: "
+                f"{[p for p, _ in selection.leaf_layers(model)]}"
+            )
+        ordered = [(p, l, activations.of_layer(l)) for p, l in selected]
+        self._instrumentation = hooks.Instrumentation(
+            model, ordered, self.saturation_threshold
+        )
+        self._instrumentation.attach()
+        self._pending_audit = init_audit.audit(ordered)
+        self._next_step = int(model.optimizer.iterations.numpy())
+        self._writer = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self._instrumentation is not None:
+            self._instrumentation.reset_windows()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self._instrumentation is None:
+            return
+        first = self._next_step
+        last = first + self._steps_per_call() - 1
+        # Record when this call covers a multiple of update_freq.
+        if last // self.update_freq * self.update_freq >= first:
+            self._recording_step = first
+            self._instrumentation.record_next_step()
+        else:
+            self._recording_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self._instrumentation is None:
+            return
+        steps = self._steps_per_call()
+        if self._recording_step is not None:
+            # Statistics pool every step of the call; label with the last.
+            self._write(self._recording_step + steps - 1)
+            self._recording_step = None
+        self._next_step += steps
+
+    def on_train_end(self, logs=None):
+        if self._instrumentation is not None:
+            self._instrumentation.detach()
+            self._instrumentation = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    # -- writing --------------------------------------------------------------
+
+    def _steps_per_call(self):
+        return max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
+
+    def _write(self, step):
+        instrumentation = self._instrumentation
+        values = instrumentation.snapshot()
+        probes = instrumentation.watched
+        if not probes:
+            return
+        layer_names = [p.path for p in probes]
+        if self._writer is None:
+            self._writer = SummaryWriter(self.log_dir, layer_names)
+            if self.verbose:
+                io_utils.print_msg(
+                    f"GradWatch: watching {len(layer_names)} layers every "
+                    f"{self.update_freq} steps -> {self.log_dir}"
+                )
+            if self._pending_audit:
+                self._writer.write_document(
+                    step, metadata.INIT_AUDIT_TAG, self._pending_audit
+                )
+                self._pending_audit = None
+        layer_metrics = dict(zip(hooks.SNAPSHOT_METRICS, values))
+        self._note_nonfinite(step, layer_names, layer_metrics)
+        scalars = headline(layer_metrics) if self.headline_scalars else None
+        self._writer.write_step(step, layer_metrics, scalars)
+
+    def _note_nonfinite(self, step, layer_names, layer_metrics):
+        if self.first_nonfinite is not None:
+            return
+        for kind in ("activation_nonfinite", "gradient_nonfinite"):
+            counts = np.nan_to_num(layer_metrics[kind])
+            bad = np.flatnonzero(counts > 0)
+            if bad.size:
+                self.first_nonfinite = {
+                    "step": int(step),
+                    "layer": layer_names[bad[0]],
+                    "kind": kind.split("_")[0],
+                }
+                self._writer.write_document(
+                    step, metadata.FIRST_NONFINITE_TAG, self.first_nonfinite
+                )
+                if self.verbose:
+                    io_utils.print_msg(
+                        f"GradWatch: non-finite {self.first_nonfinite['kind']}s "
+                        f"first seen at step {step} in layer "
+                        f"'{self.first_nonfinite['layer']}'."
+                    )
+                return
+
+
+def headline(layer_metrics):
+    """The few numbers worth a place in TensorBoard's Scalars dashboard.
+
+    Args:
+        layer_metrics: Dict of metric name to per-layer vector.
+
+    Returns:
+        Dict of scalar name to float (NaN where nothing applies).
+    """
+
+    def worst(name):
+        values = np.asarray(layer_metrics[name], np.float64)
+        return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
+
+    grad_var = np.asarray(layer_metrics["gradient_var"], np.float64)
+    present = grad_var[np.isfinite(grad_var) & (grad_var > 0)]
+    if present.size >= 2:
+        ratio_first_to_last = float(present[0] / present[-1])
+        steps = present[:-1] / present[1:]
+        smallest, largest = float(steps.min()), float(steps.max())
+    else:
+        ratio_first_to_last = smallest = largest = math.nan
+    nonfinite = np.nansum(layer_metrics["activation_nonfinite"]) + np.nansum(
+        layer_metrics["gradient_nonfinite"]
+    )
+    return {
+        "dead_fraction_max": worst("dead_fraction"),
+        "saturation_fraction_max": worst("saturation_fraction"),
+        "gradient_var_ratio_first_to_last": ratio_first_to_last,
+        "gradient_var_layer_ratio_min": smallest,
+        "gradient_var_layer_ratio_max": largest,
+        "nonfinite_count": float(nonfinite),
+    }
+
+
+def _validate_patterns(layers):
+    if layers is None:
+        return None
+    if isinstance(layers, str):
+        layers = [layers]
+    if not isinstance(layers, (list, tuple)) or not layers or not all(
+        isinstance(p, str) and p for p in layers
+    ):
+        raise TypeError(
+            "Argument `layers` must be None, a name pattern (str) or a "
+            f"non-empty list of them. Received: layers={layers!r}"
+        )
+    return list(layers)
+
+
+def _validate_types(layer_types):
+    if layer_types is None:
+        return None
+    if isinstance(layer_types, type):
+        layer_types = (layer_types,)
+    if (
+        not isinstance(layer_types, (list, tuple))
+        or not layer_types
+        or not all(
+            isinstance(t, type) and issubclass(t, keras.layers.Layer)
+            for t in layer_types
+        )
+    ):
+        raise TypeError(
+            "Argument `layer_types` must be None, a keras.layers.Layer "
+            "subclass or a non-empty tuple of them. "
+            f"Received: layer_types={layer_types!r}"
+        )
+    return tuple(layer_types)
+
+
+def _check_writable(log_dir):
+    try:
+        os.makedirs(log_dir, exist_ok=True)
+        with tempfile.TemporaryFile(dir=log_dir):
+            pass
+    except OSError as e:
+        raise ValueError(
+            f"GradWatch cannot write to log_dir={log_dir!r}: {e}"
+        ) from e

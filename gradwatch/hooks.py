@@ -1,0 +1,523 @@
+"""How statistics are captured: hooks into the real train step.
+
+A `LayerProbe` wraps one layer's `call`. While a capture is active (only in the
+instrumented copy of the train function, see `Instrumentation`), it reduces
+the layer's input and output to a few numbers with `gradwatch.statistics`,
+and wraps the output in an identity whose gradient function reduces
+dLoss/d(output) the same way. The numbers accumulate in small non-trainable
+variables that the probe owns (the model gets none), so nothing but
+`O(layers x metrics)` floats ever leaves the device.
+
+An `OptimizerProbe` wraps the optimizer's `apply` to measure each layer's
+kernel-gradient norm and update ratio on the same step.
+
+`Instrumentation` installs and removes all of this. Keras builds its train
+function once; we keep Keras' own function for the steps we don't record and
+trace a second, instrumented copy for the steps we do, so unrecorded steps
+run exactly the code they ran without GradWatch.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from . import statistics as st
+
+# Layout of a probe's forward accumulator.
+_OUT = slice(0, 3)  # moments of the output
+_OUT_NONFINITE = 3
+_SATURATED = 4
+_IN = slice(5, 8)  # moments of the input
+_FORWARD_SIZE = 8
+# Backward accumulator: moments of dLoss/d(output), then the non-finite count.
+_GRAD = slice(0, 3)
+_GRAD_NONFINITE = 3
+# BatchNormalization accumulator: sums over calls of channel-averaged stats.
+_BN_CALLS, _BN_MEAN, _BN_VAR, _BN_SKEW = range(4)
+# Optimizer accumulator: squared norms of gradient, update and weights.
+_GRAD_SQ, _DELTA_SQ, _WEIGHT_SQ = range(3)
+
+# The order of rows in a snapshot; see tensorboard_plugin/metadata.py.
+SNAPSHOT_METRICS = (
+    "activation_mean",
+    "activation_var",
+    "activation_gain",
+    "gradient_var",
+    "gradient_norm",
+    "update_ratio",
+    "saturation_fraction",
+    "dead_units",
+    "dead_fraction",
+    "dead_units_window",
+    "bn_batch_mean",
+    "bn_batch_var",
+    "bn_moving_mean",
+    "bn_moving_var",
+    "bn_gamma",
+    "bn_beta",
+    "bn_skew",
+    "activation_nonfinite",
+    "gradient_nonfinite",
+)
+
+_NAN = float("nan")
+
+
+def _zeros(size):
+    return tf.Variable(tf.zeros([size]), trainable=False)
+
+
+def _is_float_tensor(x):
+    return (
+        isinstance(x, (tf.Tensor, tf.Variable))
+        and x.dtype.is_floating
+        and x.shape.rank is not None
+    )
+
+
+class CaptureSwitch:
+    """Whether probes record: True only while the instrumented step runs.
+
+    It is read when the train function is traced (or on every call with
+    `run_eagerly=True`), never inside the graph.
+    """
+
+    def __init__(self):
+        self.active = False
+
+
+class LayerProbe:
+    """Captures one layer's statistics from inside the train step.
+
+    Args:
+        layer: The `keras.layers.Layer` to watch.
+        path: Its name, with the names of enclosing models (`outer/inner`).
+        nonlinearity: Its `gradwatch.activations.Nonlinearity`, or None.
+        switch: The shared `CaptureSwitch`.
+        saturation_threshold: See `GradWatch`.
+        on_unwatchable: Called with `(probe, reason)` when the layer's output
+            can't be reduced; the layer is then left alone.
+        on_forward: Called with the probe each time it records, so that the
+            instrumentation learns the forward (depth) order.
+    """
+
+    def __init__(
+        self,
+        layer,
+        path,
+        nonlinearity,
+        switch,
+        saturation_threshold,
+        on_unwatchable,
+        on_forward,
+    ):
+        self.layer = layer
+        self.path = path
+        self.nonlinearity = nonlinearity
+        self._switch = switch
+        self._threshold = saturation_threshold
+        self._on_unwatchable = on_unwatchable
+        self._on_forward = on_forward
+        self.is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
+        self.kernels = [w for w in layer.trainable_weights if len(w.shape) >= 2]
+        self.forward = _zeros(_FORWARD_SIZE)
+        self.backward = _zeros(4)
+        self.optimizer_sums = _zeros(3)
+        self.batch_norm = _zeros(4) if self.is_batch_norm else None
+        # Per-unit activity, made when the unit count is first seen.
+        self.unit_activity = None
+        self.unit_window = None
+        self._original_call = None
+
+    @property
+    def tracks_death(self):
+        return self.nonlinearity is not None and self.nonlinearity.floor is not None
+
+    @property
+    def tracks_saturation(self):
+        return (
+            self.nonlinearity is not None
+            and self.nonlinearity.saturated is not None
+        )
+
+    # -- installing ---------------------------------------------------------
+
+    def install(self):
+        if self._original_call is not None:
+            return
+        had_own_call = "call" in vars(self.layer)
+        original = self.layer.call
+        self._original_call = (original, had_own_call)
+
+        def call_and_capture(*args, **kwargs):
+            outputs = original(*args, **kwargs)
+            if not self._switch.active:
+                return outputs
+            return self._capture(args, kwargs, outputs)
+
+        # Bypass Layer.__setattr__: this is not state to track or save.
+        object.__setattr__(self.layer, "call", call_and_capture)
+
+    def uninstall(self):
+        if self._original_call is None:
+            return
+        original, had_own_call = self._original_call
+        if had_own_call:
+            object.__setattr__(self.layer, "call", original)
+        else:
+            object.__delattr__(self.layer, "call")
+        self._original_call = None
+
+    # -- capturing (runs while the train step is traced) -------------------
+
+    def _capture(self, args, kwargs, outputs):
+        flat = tf.nest.flatten(outputs)
+        y = flat[0] if flat else None
+        if not _is_float_tensor(y):
+            self._on_unwatchable(self, "its first output is not a float tensor")
+            return outputs
+        inputs = tf.nest.flatten((args, kwargs))
+        x = inputs[0] if inputs and _is_float_tensor(inputs[0]) else None
+        self._on_forward(self)
+        self._record_forward(x, y)
+        if self.is_batch_norm and x is not None:
+            self._record_batch_norm(x)
+        flat[0] = self._watch_gradient(y)
+        return tf.nest.pack_sequence_as(outputs, flat)
+
+    def _record_forward(self, x, y):
+        out, out_nonfinite = st.moments(y)
+        saturated = (
+            st.saturated_count(y, self.nonlinearity.saturated, self._threshold)
+            if self.tracks_saturation
+            else tf.constant(0.0)
+        )
+        if x is not None:
+            inp, _ = st.moments(x)
+        else:
+            inp = tf.zeros([3])
+        old = self.forward
+        self.forward.assign(
+            tf.concat(
+                [
+                    st.merge_moments(old[_OUT], out),
+                    [old[_OUT_NONFINITE] + out_nonfinite],
+                    [old[_SATURATED] + saturated],
+                    st.merge_moments(old[_IN], inp),
+                ],
+                axis=0,
+            )
+        )
+        if self.tracks_death:
+            activity = st.unit_activity(y, self.nonlinearity.floor)
+            self._ensure_unit_variables(activity.shape[0])
+            self.unit_activity.assign_add(activity)
+
+    def _ensure_unit_variables(self, units):
+        if self.unit_activity is None:
+            # Lift out of the traced function: these live as long as the probe.
+            with tf.init_scope():
+                self.unit_activity = _zeros(units)
+                self.unit_window = _zeros(units)
+
+    def _record_batch_norm(self, x):
+        layer = self.layer
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        batch_mean, batch_var = st.channel_moments(x, axes)
+        moving_mean = st.as_float32(layer.moving_mean)
+        moving_var = st.as_float32(layer.moving_variance)
+        skew = tf.abs(batch_mean - moving_mean) / tf.sqrt(
+            moving_var + layer.epsilon
+        )
+        self.batch_norm.assign_add(
+            tf.stack(
+                [
+                    tf.constant(1.0),
+                    tf.reduce_mean(batch_mean),
+                    tf.reduce_mean(batch_var),
+                    tf.reduce_mean(skew),
+                ]
+            )
+        )
+
+    def _watch_gradient(self, y):
+        backward = self.backward
+
+        @tf.custom_gradient
+        def identity_watching_gradient(t):
+            def gradient(dy):
+                grad, grad_nonfinite = st.moments(dy)
+                old = backward
+                update = backward.assign(
+                    tf.concat(
+                        [
+                            st.merge_moments(old[_GRAD], grad),
+                            [old[_GRAD_NONFINITE] + grad_nonfinite],
+                        ],
+                        axis=0,
+                    )
+                )
+                # Without this dependency the write can be pruned.
+                with tf.control_dependencies([update]):
+                    return tf.identity(dy)
+
+            return tf.identity(t), gradient
+
+        return identity_watching_gradient(y)
+
+    # -- reading (runs inside the snapshot function) -----------------------
+
+    def record_optimizer_step(self, gradients, before):
+        """Accumulates kernel-gradient and update norms for this layer.
+
+        Args:
+            gradients: The gradients of `self.kernels`, in order.
+            before: The kernels' values before the update, in order.
+        """
+        after = [tf.convert_to_tensor(k) for k in self.kernels]
+        delta = [a - b for a, b in zip(after, before)]
+        self.optimizer_sums.assign(
+            tf.stack(
+                [
+                    st.squared_norm(gradients),
+                    st.squared_norm(delta),
+                    st.squared_norm(before),
+                ]
+            )
+        )
+
+    def snapshot(self):
+        """The probe's metrics, in `SNAPSHOT_METRICS` order, then a reset.
+
+        Returns:
+            A float32 vector of `len(SNAPSHOT_METRICS)` values.
+        """
+        nan = tf.constant(_NAN)
+        fwd, bwd, opt = self.forward, self.backward, self.optimizer_sums
+        out = fwd[_OUT]
+        activation_var = st.variance(out)
+        has_kernels = bool(self.kernels)
+        row = {
+            "activation_mean": st.mean(out),
+            "activation_var": activation_var,
+            "activation_gain": activation_var / st.variance(fwd[_IN]),
+            "gradient_var": st.variance(bwd[_GRAD]),
+            "gradient_norm": tf.sqrt(opt[_GRAD_SQ]) if has_kernels else nan,
+            "update_ratio": (
+                tf.sqrt(opt[_DELTA_SQ]) / tf.sqrt(opt[_WEIGHT_SQ])
+                if has_kernels
+                else nan
+            ),
+            "saturation_fraction": (
+                fwd[_SATURATED] / out[st.COUNT] if self.tracks_saturation else nan
+            ),
+            "activation_nonfinite": fwd[_OUT_NONFINITE],
+            "gradient_nonfinite": tf.where(
+                bwd[_GRAD][st.COUNT] + bwd[_GRAD_NONFINITE] > 0,
+                bwd[_GRAD_NONFINITE],
+                nan,
+            ),
+        }
+        if self.tracks_death and self.unit_activity is not None:
+            activity = self.unit_activity
+            self.unit_window.assign_add(activity)
+            units = tf.cast(tf.size(activity), tf.float32)
+            dead = tf.reduce_sum(st.as_float32(tf.equal(activity, 0.0)))
+            row["dead_units"] = dead
+            row["dead_fraction"] = dead / units
+            row["dead_units_window"] = tf.reduce_sum(
+                st.as_float32(tf.equal(self.unit_window, 0.0))
+            )
+            activity.assign(tf.zeros_like(activity))
+        if self.is_batch_norm:
+            bn, layer = self.batch_norm, self.layer
+            calls = bn[_BN_CALLS]
+            row["bn_batch_mean"] = bn[_BN_MEAN] / calls
+            row["bn_batch_var"] = bn[_BN_VAR] / calls
+            row["bn_skew"] = bn[_BN_SKEW] / calls
+            row["bn_moving_mean"] = _channel_average(layer.moving_mean)
+            row["bn_moving_var"] = _channel_average(layer.moving_variance)
+            row["bn_gamma"] = _channel_average(getattr(layer, "gamma", None))
+            row["bn_beta"] = _channel_average(getattr(layer, "beta", None))
+            bn.assign(tf.zeros_like(bn))
+        for variable in (fwd, bwd, opt):
+            variable.assign(tf.zeros_like(variable))
+        return tf.stack([row.get(name, nan) for name in SNAPSHOT_METRICS])
+
+    def reset_window(self):
+        if self.unit_window is not None:
+            self.unit_window.assign(tf.zeros_like(self.unit_window))
+
+
+def _channel_average(variable):
+    if variable is None:
+        return tf.constant(_NAN)
+    return tf.reduce_mean(st.as_float32(variable))
+
+
+class OptimizerProbe:
+    """Wraps `optimizer.apply` to measure kernel gradients and updates.
+
+    Args:
+        optimizer: The model's `keras.optimizers.Optimizer`.
+        probes: The `LayerProbe`s whose kernels to measure.
+        switch: The shared `CaptureSwitch`.
+    """
+
+    def __init__(self, optimizer, probes, switch):
+        # A LossScaleOptimizer hands scaled gradients to `apply` and the
+        # unscaled ones to its inner optimizer: measure the real gradients.
+        self.optimizer = getattr(optimizer, "inner_optimizer", optimizer)
+        self._switch = switch
+        self._owner = {}
+        for probe in probes:
+            for index, kernel in enumerate(probe.kernels):
+                self._owner[id(kernel)] = (probe, index)
+        self._installed = False
+
+    def install(self):
+        if self._installed:
+            return
+        original = self.optimizer.apply
+
+        def apply_and_measure(grads, trainable_variables=None):
+            if not self._switch.active or trainable_variables is None:
+                return original(grads, trainable_variables)
+            per_probe = {}
+            for grad, variable in zip(grads, trainable_variables):
+                owner = self._owner.get(id(variable))
+                if owner is not None and grad is not None:
+                    probe, index = owner
+                    slots = per_probe.setdefault(
+                        probe, [None] * len(probe.kernels)
+                    )
+                    slots[index] = (grad, tf.identity(variable.value))
+            result = original(grads, trainable_variables)
+            for probe, slots in per_probe.items():
+                if all(s is not None for s in slots):
+                    probe.record_optimizer_step(
+                        [s[0] for s in slots], [s[1] for s in slots]
+                    )
+            return result
+
+        object.__setattr__(self.optimizer, "apply", apply_and_measure)
+        self._installed = True
+
+    def uninstall(self):
+        if self._installed:
+            object.__delattr__(self.optimizer, "apply")
+            self._installed = False
+
+
+class Instrumentation:
+    """Installs probes on a model and runs its recorded steps.
+
+    Args:
+        model: A compiled `keras.Model`.
+        selected: `(path, layer, nonlinearity)` for every layer to watch.
+        saturation_threshold: See `GradWatch`.
+    """
+
+    def __init__(self, model, selected, saturation_threshold):
+        self.model = model
+        self.switch = CaptureSwitch()
+        self._unwatchable = {}
+        self._seen = []
+        self.probes = [
+            LayerProbe(
+                layer,
+                path,
+                nonlinearity,
+                self.switch,
+                saturation_threshold,
+                self._mark_unwatchable,
+                self._mark_seen,
+            )
+            for path, layer, nonlinearity in selected
+        ]
+        self.optimizer_probe = OptimizerProbe(
+            model.optimizer, self.probes, self.switch
+        )
+        self._plain_function = None
+        self._instrumented_function = None
+        self._snapshot_function = None
+        self._ordered = None
+
+    def _mark_unwatchable(self, probe, reason):
+        if probe.path not in self._unwatchable:
+            self._unwatchable[probe.path] = reason
+            warnings.warn(
+                f"GradWatch cannot watch layer '{probe.path}': {reason}. "
+                "Training goes on without it.",
+                stacklevel=2,
+            )
+
+    def _mark_seen(self, probe):
+        if probe not in self._seen:
+            self._seen.append(probe)
+
+    def attach(self):
+        """Installs the hooks and builds the instrumented train function."""
+        for probe in self.probes:
+            probe.install()
+        self.optimizer_probe.install()
+        model = self.model
+        model.make_train_function()
+        self._plain_function = model.train_function
+        model.make_train_function(force=True)
+        keras_instrumented = model.train_function
+        model.train_function = self._plain_function
+        switch = self.switch
+
+        def instrumented_train_function(iterator):
+            # One shot: whatever happens, the next step is a plain one.
+            model.train_function = self._plain_function
+            switch.active = True
+            try:
+                return keras_instrumented(iterator)
+            finally:
+                switch.active = False
+
+        self._instrumented_function = instrumented_train_function
+
+    def detach(self):
+        """Removes every hook; the model is as it was before `attach`."""
+        if self._plain_function is not None:
+            self.model.train_function = self._plain_function
+        for probe in self.probes:
+            probe.uninstall()
+        self.optimizer_probe.uninstall()
+        self._instrumented_function = None
+
+    def record_next_step(self):
+        """Makes the next call of `model.train_function` an instrumented one."""
+        self.model.train_function = self._instrumented_function
+
+    @property
+    def watched(self):
+        """Probes that recorded, in forward (depth) order."""
+        if self._ordered is None:
+            self._ordered = [
+                p for p in self._seen if p.path not in self._unwatchable
+            ]
+        return self._ordered
+
+    def snapshot(self):
+        """Reads and resets every probe: a `[metrics, layers]` numpy array."""
+        if self._snapshot_function is None:
+            probes = self.watched
+
+            @tf.function(autograph=False)
+            def snapshot_all():
+                return tf.stack([p.snapshot() for p in probes], axis=1)
+
+            self._snapshot_function = snapshot_all
+        if not self.watched:
+            return np.zeros((len(SNAPSHOT_METRICS), 0), np.float32)
+        return self._snapshot_function().numpy()
+
+    def reset_windows(self):
+        for probe in self.probes:
+            probe.reset_window()

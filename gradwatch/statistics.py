@@ -1,0 +1,146 @@
+"""What is measured: small, pure statistics of one tensor, computed on the device.
+
+Every function here takes tensors and returns tensors; none touches a layer, a
+variable or the host. They run inside the compiled train step, always in
+float32 (so that mixed-precision activations neither overflow in sums of
+squares nor underflow to zero variance), and over finite elements only, with
+the non-finite ones counted separately.
+
+Moments are kept as `[count, mean, m2]` (m2 = sum of squared deviations from
+the mean), which merge exactly across several calls of a shared layer or
+several batches (Chan et al.'s parallel algorithm) without the cancellation
+of a naive sum of squares.
+"""
+
+import tensorflow as tf
+
+COUNT, MEAN, M2 = 0, 1, 2
+
+
+def as_float32(x):
+    return tf.cast(x, tf.float32)
+
+
+def moments(x):
+    """Moments of every finite element of `x`, and its non-finite count.
+
+    Args:
+        x: A float tensor of any shape.
+
+    Returns:
+        `(moments, nonfinite)`: a float32 `[count, mean, m2]` vector and a
+        float32 scalar count of NaN/Inf elements.
+
+    Example:
+
+    >>> m, bad = moments(tf.constant([1.0, 3.0, float("nan")]))
+    >>> m.numpy(), bad.numpy()
+    (array([2., 2., 2.], dtype=float32), 1.0)
+    """
+    x = as_float32(x)
+    finite = tf.math.is_finite(x)
+    count = tf.reduce_sum(as_float32(finite))
+    mean = tf.math.divide_no_nan(
+        tf.reduce_sum(tf.where(finite, x, 0.0)), count
+    )
+    m2 = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0))
+    nonfinite = as_float32(tf.size(x)) - count
+    return tf.stack([count, mean, m2]), nonfinite
+
+
+def merge_moments(a, b):
+    """Pools two `[count, mean, m2]` vectors as if over the union of data.
+
+    Args:
+        a: Moments of the first set (all zeros for an empty set).
+        b: Moments of the second set.
+
+    Returns:
+        The pooled `[count, mean, m2]`.
+    """
+    count = a[COUNT] + b[COUNT]
+    delta = b[MEAN] - a[MEAN]
+    mean = a[MEAN] + tf.math.divide_no_nan(delta * b[COUNT], count)
+    m2 = (
+        a[M2]
+        + b[M2]
+        + tf.math.divide_no_nan(delta * delta * a[COUNT] * b[COUNT], count)
+    )
+    return tf.stack([count, mean, m2])
+
+
+def variance(m):
+    """Population variance of `[count, mean, m2]`; NaN for an empty set."""
+    return _nan_if_empty(m[COUNT], m[M2] / tf.maximum(m[COUNT], 1.0))
+
+
+def mean(m):
+    """Mean of `[count, mean, m2]`; NaN for an empty set."""
+    return _nan_if_empty(m[COUNT], m[MEAN])
+
+
+def _nan_if_empty(count, value):
+    return tf.where(count > 0.0, value, float("nan"))
+
+
+def saturated_count(y, is_saturated, threshold):
+    """Number of finite elements of `y` in the flat region of its nonlinearity.
+
+    Args:
+        y: The nonlinearity's output.
+        is_saturated: `(y, threshold) -> bool tensor`, from
+            `gradwatch.activations`.
+        threshold: Fraction of the derivative's maximum below which an element
+            counts as saturated.
+
+    Returns:
+        A float32 scalar.
+    """
+    y = as_float32(y)
+    flat = tf.logical_and(is_saturated(y, threshold), tf.math.is_finite(y))
+    return tf.reduce_sum(as_float32(flat))
+
+
+def unit_activity(y, floor):
+    """Per-unit count of elements away from the activation's floor.
+
+    A unit is one feature or channel: the last axis. A count of 0 means the
+    unit sat at its floor for every example and position: it is dead on this
+    batch.
+
+    Args:
+        y: The nonlinearity's output, shape `[..., units]`.
+        floor: The activation's floor value (0 for ReLU).
+
+    Returns:
+        A float32 vector of length `units`.
+    """
+    y = as_float32(y)
+    active = as_float32(tf.not_equal(y, floor))
+    axes = list(range(len(y.shape) - 1))
+    return tf.reduce_sum(active, axis=axes) if axes else active
+
+
+def channel_moments(x, channel_axes):
+    """Per-channel batch mean and variance, as BatchNormalization sees them.
+
+    Args:
+        x: The BatchNormalization layer's input.
+        channel_axes: The axes that index channels (the layer's `axis`).
+
+    Returns:
+        `(mean, variance)`, each of the channel shape.
+    """
+    x = as_float32(x)
+    rank = len(x.shape)
+    channel_axes = [a % rank for a in channel_axes]
+    reduce_axes = [a for a in range(rank) if a not in channel_axes]
+    return tf.nn.moments(x, axes=reduce_axes)
+
+
+def squared_norm(tensors):
+    """Sum of squares of every element of every tensor, in float32."""
+    total = tf.constant(0.0)
+    for t in tensors:
+        total += tf.reduce_sum(tf.square(as_float32(t)))
+    return total

@@ -1,0 +1,40 @@
+"""Installs gradwatch and its TensorBoard plugin.
+
+TensorFlow is a dependency. A user who already has a TensorFlow build of their
+own (a GPU build, `tensorflow-cpu`, `tensorflow-macos`, ...) can keep it:
+`pip install --no-deps .` then `pip install numpy tensorboard`, or set
+GRADWATCH_SKIP_TF_DEP=1 while installing.
+"""
+
+import os
+
+from setuptools import setup
+
+install_requires = ["numpy>=1.23", "tensorboard>=2.16"]
+if not os.environ.get("GRADWATCH_SKIP_TF_DEP"):
+    install_requires.append("tensorflow>=2.16")
+
+setup(
+    name="gradwatch",
+    version="0.1.0",
+    description=(
+        "Per-layer training-health statistics for Keras, live in TensorBoard."
+    ),
+    long_description=open("README.md", encoding="utf-8").read()
+    if os.path.exists("README.md")
+    else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.9",
+    packages=["gradwatch", "gradwatch_tensorboard"],
+    package_dir={"gradwatch_tensorboard": "tensorboard_plugin"},
+    package_data={"gradwatch_tensorboard": ["static/*"]},
+    install_requires=install_requires,
+    extras_require={
+        "test": ["pytest>=7", "playwright>=1.40", "hypothesis>=6"],
+    },
+    entry_points={
+        "tensorboard_plugins": [
+            "gradwatch = gradwatch_tensorboard.loader:GradWatchLoader",
+        ],
+    },
+)

@@ -1,0 +1,215 @@
+"""The GradWatch summary format, shared by the writer, the reader and the plugin.
+
+Each recorded step writes one tensor summary per metric, tagged
+`gradwatch/<metric>`, holding a float32 vector with one value per watched layer
+in depth order (NaN where the metric does not apply to a layer). Every summary
+carries a `SummaryMetadata` naming the `gradwatch` plugin with
+`DATA_CLASS_TENSOR`, and a JSON content with the format version and the layer
+names, so that a reader needs nothing else to label the vector.
+
+This module imports no TensorFlow: TensorBoard loads it at start-up.
+"""
+
+import json
+
+from tensorboard.compat.proto import summary_pb2
+
+PLUGIN_NAME = "gradwatch"
+FORMAT_VERSION = 1
+TAG_PREFIX = PLUGIN_NAME + "/"
+# Headline scalars for TensorBoard's own Scalars dashboard.
+SCALAR_TAG_PREFIX = "gradwatch_headline/"
+# A JSON document (string tensor) written once per `fit`: the init audit.
+INIT_AUDIT_TAG = "gradwatch_init_audit"
+# A JSON document written once: where NaN/Inf first appeared.
+FIRST_NONFINITE_TAG = "gradwatch_first_nonfinite"
+# Keep every recorded step up to this many per series in TensorBoard (it
+# reservoir-samples beyond). The plugin's loader sets it as the default.
+SAMPLES_PER_SERIES = 20_000
+
+
+class MetricInfo:
+    """What one metric means and how to colour it.
+
+    Args:
+        name: Tag suffix and key used by `gradwatch.load().metric(name)`.
+        label: Short human label.
+        scale: How the plugin colours it: `"log"` (positive, log10),
+            `"ratio"` (positive, healthy at 1, diverging on log10), `"signed"`
+            (diverging around 0), `"fraction"` (0..1) or `"count"` (0..max).
+        description: The exact definition, as documented in the README.
+    """
+
+    def __init__(self, name, label, scale, description):
+        self.name = name
+        self.label = label
+        self.scale = scale
+        self.description = description
+
+    def to_json(self):
+        return {
+            "label": self.label,
+            "scale": self.scale,
+            "description": self.description,
+        }
+
+
+_METRIC_LIST = [
+    MetricInfo(
+        "activation_mean", "Activation mean", "signed",
+        "Mean of the layer's output over every element of the batch "
+        "(finite values only).",
+    ),
+    MetricInfo(
+        "activation_var", "Activation variance", "log",
+        "Population variance of the layer's output over every element of "
+        "the batch (finite values only): forward variance propagation.",
+    ),
+    MetricInfo(
+        "activation_gain", "Forward gain", "ratio",
+        "activation_var divided by the variance of the layer's input; 1 "
+        "preserves variance.",
+    ),
+    MetricInfo(
+        "gradient_var", "Gradient variance", "log",
+        "Population variance of dLoss/d(layer output) over the batch: "
+        "backward variance propagation (Glorot & Bengio, 2010).",
+    ),
+    MetricInfo(
+        "gradient_norm", "Kernel gradient norm", "log",
+        "L2 norm of the gradient of the layer's kernels (trainable weights "
+        "with 2 or more dimensions), as handed to the optimizer.",
+    ),
+    MetricInfo(
+        "update_ratio", "Update ratio", "log",
+        "||W_after - W_before|| / ||W_before|| over the layer's kernels for "
+        "that step's optimizer update.",
+    ),
+    MetricInfo(
+        "saturation_fraction", "Saturation", "fraction",
+        "Share of output elements where the layer's nonlinearity has a "
+        "derivative below `saturation_threshold` (default 0.05) times its "
+        "maximum; NaN for layers without a saturating nonlinearity.",
+    ),
+    MetricInfo(
+        "dead_units", "Dead units", "count",
+        "Units (last axis) whose output sits at the activation's floor (0 for "
+        "ReLU) for every example and position of the batch; NaN for "
+        "activations without a floor.",
+    ),
+    MetricInfo(
+        "dead_fraction", "Dead fraction", "fraction",
+        "dead_units divided by the number of units.",
+    ),
+    MetricInfo(
+        "dead_units_window", "Dead units (epoch)", "count",
+        "Units dead on every recorded batch since the current epoch began: "
+        "dead rather than dormant.",
+    ),
+    MetricInfo(
+        "bn_batch_mean", "BN batch mean", "signed",
+        "BatchNormalization layers: per-channel mean of the layer's input "
+        "over the batch, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_batch_var", "BN batch variance", "log",
+        "BatchNormalization layers: per-channel variance of the layer's input "
+        "over the batch, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_moving_mean", "BN moving mean", "signed",
+        "BatchNormalization layers: moving mean, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_moving_var", "BN moving variance", "log",
+        "BatchNormalization layers: moving variance, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_gamma", "BN gamma", "signed",
+        "BatchNormalization layers: scale gamma, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_beta", "BN beta", "signed",
+        "BatchNormalization layers: offset beta, averaged over channels.",
+    ),
+    MetricInfo(
+        "bn_skew", "BN train/inference skew", "log",
+        "BatchNormalization layers: |batch_mean - moving_mean| / "
+        "sqrt(moving_var + epsilon), averaged over channels.",
+    ),
+    MetricInfo(
+        "activation_nonfinite", "Non-finite activations", "count",
+        "Number of NaN or Inf elements in the layer's output.",
+    ),
+    MetricInfo(
+        "gradient_nonfinite", "Non-finite gradients", "count",
+        "Number of NaN or Inf elements in dLoss/d(layer output).",
+    ),
+]
+
+METRICS = {m.name: m for m in _METRIC_LIST}
+METRIC_NAMES = tuple(METRICS)
+
+
+def metric_tag(metric):
+    """The summary tag under which `metric` is written."""
+    return TAG_PREFIX + metric
+
+
+def metric_from_tag(tag):
+    """The metric name of a GradWatch tag, or None for any other tag."""
+    if tag.startswith(TAG_PREFIX):
+        return tag[len(TAG_PREFIX):]
+    return None
+
+
+def create_summary_metadata(layers):
+    """A `SummaryMetadata` proto for a per-layer metric vector.
+
+    Args:
+        layers: Watched layer names, in depth order.
+
+    Returns:
+        A `summary_pb2.SummaryMetadata` naming the plugin, with
+        `DATA_CLASS_TENSOR` and JSON content `{"version", "layers"}`.
+    """
+    content = json.dumps({"version": FORMAT_VERSION, "layers": list(layers)})
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content.encode("utf-8")
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+
+
+def parse_plugin_content(content):
+    """Decodes the JSON content written by `create_summary_metadata`.
+
+    Args:
+        content: The `plugin_data.content` bytes.
+
+    Returns:
+        A dict with `version` (int) and `layers` (list of str).
+
+    Raises:
+        ValueError: if the content is not a GradWatch metadata document of a
+            version this code can read.
+    """
+    try:
+        document = json.loads(bytes(content).decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"GradWatch metadata is not valid JSON: {e}") from e
+    if not isinstance(document, dict):
+        raise ValueError("GradWatch metadata is not a JSON object.")
+    version = document.get("version")
+    layers = document.get("layers")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(
+            f"Unsupported GradWatch format version {version!r}; this "
+            f"gradwatch reads versions up to {FORMAT_VERSION}."
+        )
+    if not isinstance(layers, list) or not all(
+        isinstance(name, str) for name in layers
+    ):
+        raise ValueError("GradWatch metadata has no list of layer names.")
+    return {"version": version, "layers": layers}

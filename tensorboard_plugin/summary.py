@@ -1,0 +1,141 @@
+"""Writes GradWatch summaries into an event file, without TensorFlow ops.
+
+The callback computes its statistics on the device and hands this writer a
+few numbers per layer; writing them is plain protobuf and file I/O, so it
+costs no TensorFlow op dispatch and can be used (and tested) without
+TensorFlow.
+"""
+
+import json
+import time
+
+import numpy as np
+from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.plugins.scalar import metadata as scalar_metadata
+from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.util import tensor_util
+
+from . import metadata
+
+
+class SummaryWriter:
+    """Appends GradWatch records to a new event file in `log_dir`.
+
+    Every record is flushed to disk before `write_step` returns, so an
+    interrupted training run keeps everything recorded up to that point.
+
+    Args:
+        log_dir: Directory of the run. Created if missing.
+        layers: Watched layer names in depth order; labels every vector.
+
+    Example:
+
+    >>> writer = SummaryWriter("runs/exp1", ["dense", "dense_1"])
+    >>> writer.write_step(0, {"activation_var": [1.0, 0.9]})
+    >>> writer.close()
+    """
+
+    def __init__(self, log_dir, layers):
+        self._writer = EventFileWriter(
+            str(log_dir), max_queue_size=1000, filename_suffix=".gradwatch"
+        )
+        self._layer_metadata = metadata.create_summary_metadata(layers)
+        self._num_layers = len(layers)
+        self._tags_with_metadata = set()
+
+    def _metadata_once(self, tag, make_metadata):
+        # TensorBoard keeps the first metadata it sees per tag: write it once
+        # per file and keep the rest of the records small.
+        if tag in self._tags_with_metadata:
+            return None
+        self._tags_with_metadata.add(tag)
+        return make_metadata()
+
+    def _value(self, tag, tensor_proto, make_metadata):
+        value = summary_pb2.Summary.Value(tag=tag, tensor=tensor_proto)
+        md = self._metadata_once(tag, make_metadata)
+        if md is not None:
+            value.metadata.CopyFrom(md)
+        return value
+
+    def write_step(self, step, layer_metrics, scalars=None):
+        """Writes one recorded step and flushes it to disk.
+
+        Args:
+            step: The global training step (an int).
+            layer_metrics: Dict of metric name to a sequence of one float per
+                watched layer.
+            scalars: Optional dict of headline scalar name to float, shown in
+                TensorBoard's Scalars dashboard.
+        """
+        values = []
+        for name, vector in layer_metrics.items():
+            array = np.asarray(vector, dtype=np.float32).reshape(-1)
+            if array.size != self._num_layers:
+                raise ValueError(
+                    f"Metric {name!r} has {array.size} values for "
+                    f"{self._num_layers} layers."
+                )
+            values.append(
+                self._value(
+                    metadata.metric_tag(name),
+                    tensor_util.make_tensor_proto(array),
+                    lambda: self._layer_metadata,
+                )
+            )
+        for name, number in (scalars or {}).items():
+            tag = metadata.SCALAR_TAG_PREFIX + name
+            values.append(
+                self._value(
+                    tag,
+                    tensor_util.make_tensor_proto(np.float32(number)),
+                    lambda: _scalar_metadata(name),
+                )
+            )
+        self._add(step, values)
+        self._writer.flush()
+
+    def write_document(self, step, tag, document):
+        """Writes a JSON document (for example the init audit) as a string
+        tensor, also readable as text in TensorBoard's Text dashboard.
+
+        Args:
+            step: The global training step.
+            tag: Summary tag.
+            document: A JSON-serialisable object.
+        """
+        text = json.dumps(document, allow_nan=True)
+        value = summary_pb2.Summary.Value(
+            tag=tag,
+            tensor=tensor_util.make_tensor_proto(
+                np.array([text.encode("utf-8")], dtype=object)
+            ),
+        )
+        value.metadata.plugin_data.plugin_name = "text"
+        value.metadata.data_class = summary_pb2.DATA_CLASS_TENSOR
+        self._add(step, [value])
+        self._writer.flush()
+
+    def _add(self, step, values):
+        event = event_pb2.Event(
+            wall_time=time.time(),
+            step=int(step),
+            summary=summary_pb2.Summary(value=values),
+        )
+        self._writer.add_event(event)
+
+    def flush(self):
+        self._writer.flush()
+
+    def close(self):
+        """Flushes and closes the event file."""
+        self._writer.close()
+
+
+def _scalar_metadata(name):
+    md = scalar_metadata.create_summary_metadata(
+        display_name=name, description="GradWatch headline: " + name
+    )
+    md.data_class = summary_pb2.DATA_CLASS_SCALAR
+    return md
+
