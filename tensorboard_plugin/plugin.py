@@ -1,0 +1,321 @@
+"""The GradWatch tab: serves layer x step heatmaps and depth profiles.
+
+Reads only through `context.data_provider` (`list_tensors` / `read_tensors`),
+so it works with TensorBoard's default Rust data server and with the Python
+multiplexer alike. Imports no TensorFlow.
+
+Routes (relative to the plugin's folder):
+- `runs`: every run with GradWatch data, its metrics and layers, and how to
+  colour each metric.
+- `heatmap?run=R&metric=M[&max_columns=N]`: steps x layers, downsampled on the
+  server into at most N columns. Fractions and counts keep the worst (max)
+  value of each column, so a short-lived pathology never averages away; other
+  metrics keep the real value at the column's last step.
+- `profile?run=R&step=S`: every metric across layers at one recorded step.
+- `static/<file>`: the page.
+"""
+
+import collections
+import mimetypes
+import os
+import threading
+
+import numpy as np
+import werkzeug
+from tensorboard import errors, plugin_util
+from tensorboard.backend import http_util
+from tensorboard.plugins import base_plugin
+
+from . import metadata
+
+_STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
+DEFAULT_MAX_COLUMNS = 1000
+MAX_COLUMNS_LIMIT = 20_000
+_CACHE_SIZE = 64
+
+Series = collections.namedtuple("Series", ["steps", "values", "layers"])
+
+
+class GradWatchPlugin(base_plugin.TBPlugin):
+    """TensorBoard plugin for GradWatch summaries."""
+
+    plugin_name = metadata.PLUGIN_NAME
+
+    def __init__(self, context):
+        self._data_provider = context.data_provider
+        self._cache = collections.OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def get_plugin_apps(self):
+        return {
+            "/runs": self._serve_runs,
+            "/heatmap": self._serve_heatmap,
+            "/profile": self._serve_profile,
+            "/static/*": self._serve_static,
+        }
+
+    def is_active(self):
+        return False  # Activity comes from `data_plugin_names`.
+
+    def frontend_metadata(self):
+        return base_plugin.FrontendMetadata(
+            es_module_path="/static/index.js", tab_name="GradWatch"
+        )
+
+    # -- reading ------------------------------------------------------------
+
+    def _listing(self, environ):
+        ctx = plugin_util.context(environ)
+        experiment = plugin_util.experiment_id(environ)
+        listing = self._data_provider.list_tensors(
+            ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME
+        )
+        return ctx, experiment, listing
+
+    def _run_tags(self, listing, run):
+        """`{metric: time_series}` of one run; NotFoundError if unknown."""
+        tags = listing.get(run)
+        metrics = {}
+        for tag, series in (tags or {}).items():
+            metric = metadata.metric_from_tag(tag)
+            if metric is not None:
+                metrics[metric] = series
+        if not metrics:
+            raise errors.NotFoundError(f"No GradWatch data for run {run!r}")
+        return metrics
+
+    def _read_series(self, ctx, experiment, run, metric, time_series):
+        """Steps x layers of one (run, metric), cached until it grows."""
+        try:
+            layers = metadata.parse_plugin_content(time_series.plugin_content)[
+                "layers"
+            ]
+        except ValueError as e:
+            raise errors.InvalidArgumentError(
+                f"Run {run!r}, metric {metric!r}: {e}"
+            ) from e
+        key = (experiment, run, metric)
+        version = (time_series.max_step, time_series.max_wall_time)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == version:
+                self._cache.move_to_end(key)
+                return cached[1]
+        tag = metadata.metric_tag(metric)
+        result = self._data_provider.read_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=metadata.SAMPLES_PER_SERIES,
+            run_tag_filter=_run_tag_filter(run, tag),
+        )
+        data = result.get(run, {}).get(tag, [])
+        by_step = {}
+        for datum in data:
+            vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+            if vector.shape == (len(layers),):
+                by_step[datum.step] = vector
+        steps = np.array(sorted(by_step), dtype=np.int64)
+        values = (
+            np.stack([by_step[s] for s in steps])
+            if len(steps)
+            else np.zeros((0, len(layers)))
+        )
+        series = Series(steps, values, layers)
+        with self._cache_lock:
+            self._cache[key] = (version, series)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return series
+
+    # -- routes -------------------------------------------------------------
+
+    @werkzeug.wrappers.Request.application
+    def _serve_runs(self, request):
+        _, _, listing = self._listing(request.environ)
+        runs = []
+        for run in sorted(listing):
+            try:
+                metrics = self._run_tags(listing, run)
+            except errors.NotFoundError:
+                continue
+            layers = []
+            for series in metrics.values():
+                try:
+                    content = metadata.parse_plugin_content(
+                        series.plugin_content
+                    )
+                except ValueError:
+                    continue
+                layers = content["layers"]
+                break
+            runs.append(
+                {
+                    "run": run,
+                    "layers": layers,
+                    "metrics": sorted(metrics, key=_metric_order),
+                    "last_step": max(s.max_step for s in metrics.values()),
+                }
+            )
+        body = {
+            "runs": runs,
+            "metric_info": {
+                name: info.to_json() for name, info in metadata.METRICS.items()
+            },
+        }
+        return http_util.Respond(request, body, "application/json")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_heatmap(self, request):
+        run = _required(request, "run")
+        metric = _required(request, "metric")
+        max_columns = _int_param(
+            request, "max_columns", DEFAULT_MAX_COLUMNS, 1, MAX_COLUMNS_LIMIT
+        )
+        ctx, experiment, listing = self._listing(request.environ)
+        metrics = self._run_tags(listing, run)
+        if metric not in metrics:
+            raise errors.NotFoundError(
+                f"Run {run!r} has no metric {metric!r}; it has "
+                f"{sorted(metrics, key=_metric_order)}"
+            )
+        series = self._read_series(ctx, experiment, run, metric, metrics[metric])
+        scale = metadata.METRICS[metric].scale if metric in metadata.METRICS else "signed"
+        steps, ranges, values = downsample(
+            series.steps, series.values, max_columns, scale
+        )
+        body = {
+            "run": run,
+            "metric": metric,
+            "layers": series.layers,
+            "total_steps": int(len(series.steps)),
+            "steps": steps.tolist(),
+            "step_ranges": ranges.tolist(),
+            "values": values.tolist(),
+        }
+        return http_util.Respond(request, body, "application/json")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_profile(self, request):
+        run = _required(request, "run")
+        step = _int_param(request, "step", None, 0, 2**62)
+        ctx, experiment, listing = self._listing(request.environ)
+        metrics = self._run_tags(listing, run)
+        layers, per_metric = None, {}
+        for metric in sorted(metrics, key=_metric_order):
+            series = self._read_series(
+                ctx, experiment, run, metric, metrics[metric]
+            )
+            row = np.searchsorted(series.steps, step)
+            if row < len(series.steps) and series.steps[row] == step:
+                per_metric[metric] = series.values[row].tolist()
+                layers = layers or series.layers
+        if not per_metric:
+            raise errors.NotFoundError(
+                f"Run {run!r} has no recorded step {step}"
+            )
+        body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
+        return http_util.Respond(request, body, "application/json")
+
+    @werkzeug.wrappers.Request.application
+    def _serve_static(self, request):
+        name = request.path.rsplit("/static/", 1)[-1]
+        path = _static_path(name)
+        with open(path, "rb") as f:
+            contents = f.read()
+        mimetype = mimetypes.guess_type(path)[0] or "application/octet-stream"
+        if path.endswith(".js"):
+            mimetype = "text/javascript"
+        return http_util.Respond(request, contents, mimetype)
+
+
+def _static_path(name):
+    """The file under static/ called `name`; NotFoundError for anything else.
+
+    Only plain names of files that exist are served: no separators, no `..`,
+    however encoded (werkzeug has already percent-decoded the path).
+    """
+    if (
+        not name
+        or name.startswith(".")
+        or any(sep in name for sep in ("/", "\\", "\0", ":"))
+    ):
+        raise errors.NotFoundError(f"No static file {name!r}")
+    path = os.path.join(_STATIC_DIR, name)
+    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(
+        _STATIC_DIR
+    ) or not os.path.isfile(path):
+        raise errors.NotFoundError(f"No static file {name!r}")
+    return path
+
+
+def _run_tag_filter(run, tag):
+    from tensorboard.data import provider
+
+    return provider.RunTagFilter(runs=[run], tags=[tag])
+
+
+def _metric_order(name):
+    names = metadata.METRIC_NAMES
+    return (names.index(name) if name in names else len(names), name)
+
+
+def _required(request, name):
+    value = request.args.get(name)
+    if value is None or value == "":
+        raise errors.InvalidArgumentError(f"Missing parameter {name!r}")
+    if len(value) > 4096:
+        raise errors.InvalidArgumentError(f"Parameter {name!r} is too long")
+    return value
+
+
+def _int_param(request, name, default, low, high):
+    raw = request.args.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise errors.InvalidArgumentError(f"Missing parameter {name!r}")
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise errors.InvalidArgumentError(
+            f"Parameter {name!r} must be an integer, got {raw[:100]!r}"
+        ) from None
+    if not low <= value <= high:
+        raise errors.InvalidArgumentError(
+            f"Parameter {name!r} must be between {low} and {high}, got {value}"
+        )
+    return value
+
+
+def downsample(steps, values, max_columns, scale):
+    """Merges consecutive recorded steps into at most `max_columns` columns.
+
+    Args:
+        steps: Sorted int array of recorded steps, length T.
+        values: Float array [T, layers].
+        max_columns: The most columns to return.
+        scale: The metric's colour scale (see `metadata.MetricInfo`):
+            "fraction" and "count" keep each column's max (the worst value);
+            other metrics keep the real value at the column's last step.
+
+    Returns:
+        `(steps, step_ranges, values)`: each column's last step, its
+        `[first, last]` steps, and its values [columns, layers].
+    """
+    total = len(steps)
+    if total <= max_columns:
+        ranges = np.stack([steps, steps], axis=1) if total else np.zeros((0, 2), np.int64)
+        return steps, ranges, values
+    edges = np.linspace(0, total, max_columns + 1).astype(np.int64)
+    starts, ends = edges[:-1], edges[1:]
+    keep = ends > starts
+    starts, ends = starts[keep], ends[keep]
+    if scale in ("fraction", "count"):
+        # fmax ignores NaN unless every value of the column is NaN.
+        reduced = np.fmax.reduceat(values, starts, axis=0)
+    else:
+        reduced = values[ends - 1]
+    ranges = np.stack([steps[starts], steps[ends - 1]], axis=1)
+    return steps[ends - 1], ranges, reduced
+
