@@ -152,10 +152,11 @@ class LayerProbe:
         self._original_call = (original, had_own_call)
 
         def call_and_capture(*args, **kwargs):
-            outputs = original(*args, **kwargs)
             if not self._switch.active:
-                return outputs
-            return self._capture(args, kwargs, outputs)
+                return original(*args, **kwargs)
+            before = self._moving_statistics() if self.is_batch_norm else None
+            outputs = original(*args, **kwargs)
+            return self._capture(args, kwargs, outputs, before)
 
         # Bypass Layer.__setattr__: this is not state to track or save.
         object.__setattr__(self.layer, "call", call_and_capture)
@@ -172,7 +173,16 @@ class LayerProbe:
 
     # -- capturing (runs while the train step is traced) -------------------
 
-    def _capture(self, args, kwargs, outputs):
+    def _moving_statistics(self):
+        # Read before the layer's call updates them: the skew compares the
+        # batch with the statistics the step started from.
+        layer = self.layer
+        return (
+            tf.identity(st.as_float32(layer.moving_mean)),
+            tf.identity(st.as_float32(layer.moving_variance)),
+        )
+
+    def _capture(self, args, kwargs, outputs, moving_before=None):
         flat = tf.nest.flatten(outputs)
         y = flat[0] if flat else None
         if not _is_float_tensor(y):
@@ -183,7 +193,7 @@ class LayerProbe:
         self._on_forward(self)
         self._record_forward(x, y)
         if self.is_batch_norm and x is not None:
-            self._record_batch_norm(x)
+            self._record_batch_norm(x, *moving_before)
         flat[0] = self._watch_gradient(y)
         return tf.nest.pack_sequence_as(outputs, flat)
 
@@ -222,12 +232,10 @@ class LayerProbe:
                 self.unit_activity = _zeros(units)
                 self.unit_window = _zeros(units)
 
-    def _record_batch_norm(self, x):
+    def _record_batch_norm(self, x, moving_mean, moving_var):
         layer = self.layer
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
         batch_mean, batch_var = st.channel_moments(x, axes)
-        moving_mean = st.as_float32(layer.moving_mean)
-        moving_var = st.as_float32(layer.moving_variance)
         skew = tf.abs(batch_mean - moving_mean) / tf.sqrt(
             moving_var + layer.epsilon
         )

@@ -118,11 +118,13 @@ _METRIC_LIST = [
     ),
     MetricInfo(
         "bn_moving_mean", "BN moving mean", "signed",
-        "BatchNormalization layers: moving mean, averaged over channels.",
+        "BatchNormalization layers: moving mean after the step's update, "
+        "averaged over channels.",
     ),
     MetricInfo(
         "bn_moving_var", "BN moving variance", "log",
-        "BatchNormalization layers: moving variance, averaged over channels.",
+        "BatchNormalization layers: moving variance after the step's update, "
+        "averaged over channels.",
     ),
     MetricInfo(
         "bn_gamma", "BN gamma", "signed",
@@ -135,7 +137,8 @@ _METRIC_LIST = [
     MetricInfo(
         "bn_skew", "BN train/inference skew", "log",
         "BatchNormalization layers: |batch_mean - moving_mean| / "
-        "sqrt(moving_var + epsilon), averaged over channels.",
+        "sqrt(moving_var + epsilon) per channel, with the moving statistics "
+        "the step started from, averaged over channels.",
     ),
     MetricInfo(
         "activation_nonfinite", "Non-finite activations", "count",

@@ -1,0 +1,35 @@
+"""Shared helpers: small models whose statistics are known by construction."""
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture
+def log_dir(tmp_path):
+    return str(tmp_path / "run")
+
+
+def fit_and_load(model, x, y, log_dir, batch_size=32, epochs=1, **gradwatch_kwargs):
+    """Fits `model` with a GradWatch callback and reads back what it wrote."""
+    import gradwatch
+
+    gradwatch_kwargs.setdefault("verbose", 0)
+    callback = gradwatch.GradWatch(log_dir, **gradwatch_kwargs)
+    model.fit(
+        x, y, batch_size=batch_size, epochs=epochs, shuffle=False, verbose=0,
+        callbacks=[callback],
+    )
+    return gradwatch.load(log_dir)
+
+
+def column(recording, metric, layer, row=-1):
+    """One layer's value of `metric` at recorded row `row`."""
+    return recording.metric(metric)[row, recording.layers.index(layer)]
+
+
+def rng(seed=0):
+    return np.random.default_rng(seed)
