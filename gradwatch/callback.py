@@ -146,11 +146,18 @@ class GradWatch(keras.callbacks.Callback):
                 f"{[p for p, _ in selection.leaf_layers(model)]}"
             )
         ordered = [(p, l, activations.of_layer(l)) for p, l in selected]
+        by_default = self.layer_patterns is None and self.layer_types is None
         self._instrumentation = hooks.Instrumentation(
-            model, ordered, self.saturation_threshold
+            model,
+            ordered,
+            self.saturation_threshold,
+            keep=selection.is_watched_by_default if by_default else None,
         )
         self._instrumentation.attach()
-        self._pending_audit = init_audit.audit(ordered)
+        # A subclassed model's layers are built by its first step: audit them
+        # then, on the weights that step started from as nearly as we can.
+        built = all(layer.built for _, layer, _ in ordered)
+        self._pending_audit = init_audit.audit(ordered) if built else None
         self._next_step = int(model.optimizer.iterations.numpy())
         self._writer = None
 
@@ -207,11 +214,14 @@ class GradWatch(keras.callbacks.Callback):
                     f"GradWatch: watching {len(layer_names)} layers every "
                     f"{self.update_freq} steps -> {self.log_dir}"
                 )
-            if self._pending_audit:
-                self._writer.write_document(
-                    step, metadata.INIT_AUDIT_TAG, self._pending_audit
+            audit = self._pending_audit
+            if audit is None:
+                audit = init_audit.audit(
+                    [(p.path, p.layer, p.nonlinearity) for p in probes]
                 )
-                self._pending_audit = None
+            if audit:
+                self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
+            self._pending_audit = None
         layer_metrics = dict(zip(hooks.SNAPSHOT_METRICS, values))
         self._note_nonfinite(step, layer_names, layer_metrics)
         scalars = headline(layer_metrics) if self.headline_scalars else None

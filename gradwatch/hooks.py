@@ -25,19 +25,16 @@ import tensorflow as tf
 
 from . import statistics as st
 
-# Layout of a probe's forward accumulator.
-_OUT = slice(0, 3)  # moments of the output
-_OUT_NONFINITE = 3
-_SATURATED = 4
-_IN = slice(5, 8)  # moments of the input
-_FORWARD_SIZE = 8
+# A probe's forward accumulator: moments of the output, its non-finite and
+# saturated counts, then moments of the input.
+_FORWARD_FIELDS = 8
 # Backward accumulator: moments of dLoss/d(output), then the non-finite count.
-_GRAD = slice(0, 3)
-_GRAD_NONFINITE = 3
-# BatchNormalization accumulator: sums over calls of channel-averaged stats.
-_BN_CALLS, _BN_MEAN, _BN_VAR, _BN_SKEW = range(4)
+_BACKWARD_FIELDS = 4
+# BatchNormalization accumulator: calls, then sums over calls of the
+# channel-averaged batch mean, batch variance and skew.
+_BN_FIELDS = 4
 # Optimizer accumulator: squared norms of gradient, update and weights.
-_GRAD_SQ, _DELTA_SQ, _WEIGHT_SQ = range(3)
+_OPTIMIZER_FIELDS = 3
 
 # The order of rows in a snapshot; see tensorboard_plugin/metadata.py.
 SNAPSHOT_METRICS = (
@@ -81,11 +78,23 @@ class CaptureSwitch:
     """Whether probes record: True only while the instrumented step runs.
 
     It is read when the train function is traced (or on every call with
-    `run_eagerly=True`), never inside the graph.
+    `run_eagerly=True`), never inside the graph. Each instrumented call is a
+    new `generation`: a probe's first call in a generation overwrites its
+    accumulator, and only a shared layer's later calls pay for a merge.
     """
 
     def __init__(self):
         self.active = False
+        self.generation = 0
+        # Moments of tensors already reduced in this generation, so that a
+        # layer's input that is the previous layer's output is not reduced
+        # twice.
+        self.known_moments = {}
+
+    def new_generation(self):
+        """Called as each train step is traced (or run eagerly)."""
+        self.generation += 1
+        self.known_moments = {}
 
 
 class LayerProbe:
@@ -121,15 +130,22 @@ class LayerProbe:
         self._on_unwatchable = on_unwatchable
         self._on_forward = on_forward
         self.is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-        self.kernels = [w for w in layer.trainable_weights if len(w.shape) >= 2]
-        self.forward = _zeros(_FORWARD_SIZE)
-        self.backward = _zeros(4)
-        self.optimizer_sums = _zeros(3)
-        self.batch_norm = _zeros(4) if self.is_batch_norm else None
+        self.forward = _zeros(_FORWARD_FIELDS)
+        self.backward = _zeros(_BACKWARD_FIELDS)
+        self.optimizer_sums = _zeros(_OPTIMIZER_FIELDS)
+        self.batch_norm = _zeros(_BN_FIELDS) if self.is_batch_norm else None
+        # The generation each accumulator last wrote in.
+        self._written = {}
         # Per-unit activity, made when the unit count is first seen.
         self.unit_activity = None
         self.unit_window = None
         self._original_call = None
+
+    @property
+    def kernels(self):
+        """Trainable weights with 2+ dimensions (read late: a subclassed
+        model's layers are built by the first traced step)."""
+        return [w for w in self.layer.trainable_weights if len(w.shape) >= 2]
 
     @property
     def tracks_death(self):
@@ -182,6 +198,26 @@ class LayerProbe:
             tf.identity(st.as_float32(layer.moving_variance)),
         )
 
+    def _first_write(self, accumulator):
+        """True for the first write to `accumulator` in this generation."""
+        generation = self._switch.generation
+        first = self._written.get(accumulator) != generation
+        self._written[accumulator] = generation
+        return first
+
+    def _write(self, accumulator, variable, values, merge):
+        """Overwrites `variable` with `values`, or on a later call in the same
+        step (a shared layer) combines them with `merge(old, new)`."""
+        if not self._first_write(accumulator):
+            values = merge(tf.unstack(variable), values)
+        return variable.assign(tf.stack(values))
+
+    def _moments_of(self, x):
+        known = self._switch.known_moments.get(x.ref())
+        if known is None:
+            known = st.moments(x)[0]
+        return known
+
     def _capture(self, args, kwargs, outputs, moving_before=None):
         flat = tf.nest.flatten(outputs)
         y = flat[0] if flat else None
@@ -191,10 +227,11 @@ class LayerProbe:
         inputs = tf.nest.flatten((args, kwargs))
         x = inputs[0] if inputs and _is_float_tensor(inputs[0]) else None
         self._on_forward(self)
-        self._record_forward(x, y)
+        out = self._record_forward(x, y)
         if self.is_batch_norm and x is not None:
             self._record_batch_norm(x, *moving_before)
         flat[0] = self._watch_gradient(y)
+        self._switch.known_moments[flat[0].ref()] = out
         return tf.nest.pack_sequence_as(outputs, flat)
 
     def _record_forward(self, x, y):
@@ -204,26 +241,30 @@ class LayerProbe:
             if self.tracks_saturation
             else tf.constant(0.0)
         )
-        if x is not None:
-            inp, _ = st.moments(x)
-        else:
-            inp = tf.zeros([3])
-        old = self.forward
-        self.forward.assign(
-            tf.concat(
-                [
-                    st.merge_moments(old[_OUT], out),
-                    [old[_OUT_NONFINITE] + out_nonfinite],
-                    [old[_SATURATED] + saturated],
-                    st.merge_moments(old[_IN], inp),
-                ],
-                axis=0,
-            )
+        inp = self._moments_of(x) if x is not None else st.Moments(0.0, 0.0, 0.0)
+
+        def merge(old, new):
+            return [
+                *st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3])),
+                old[3] + new[3],
+                old[4] + new[4],
+                *st.merge_moments(st.Moments(*old[5:8]), st.Moments(*new[5:8])),
+            ]
+
+        self._write(
+            "forward",
+            self.forward,
+            [*out, out_nonfinite, saturated, *inp],
+            merge,
         )
         if self.tracks_death:
             activity = st.unit_activity(y, self.nonlinearity.floor)
             self._ensure_unit_variables(activity.shape[0])
-            self.unit_activity.assign_add(activity)
+            if self._first_write("units"):
+                self.unit_activity.assign(activity)
+            else:
+                self.unit_activity.assign_add(activity)
+        return out
 
     def _ensure_unit_variables(self, units):
         if self.unit_activity is None:
@@ -239,33 +280,33 @@ class LayerProbe:
         skew = tf.abs(batch_mean - moving_mean) / tf.sqrt(
             moving_var + layer.epsilon
         )
-        self.batch_norm.assign_add(
-            tf.stack(
-                [
-                    tf.constant(1.0),
-                    tf.reduce_mean(batch_mean),
-                    tf.reduce_mean(batch_var),
-                    tf.reduce_mean(skew),
-                ]
-            )
+        self._write(
+            "batch_norm",
+            self.batch_norm,
+            [
+                tf.constant(1.0),
+                tf.reduce_mean(batch_mean),
+                tf.reduce_mean(batch_var),
+                tf.reduce_mean(skew),
+            ],
+            lambda old, new: [a + b for a, b in zip(old, new)],
         )
 
     def _watch_gradient(self, y):
-        backward = self.backward
+        probe = self
+
+        def merge(old, new):
+            return [
+                *st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3])),
+                old[3] + new[3],
+            ]
 
         @tf.custom_gradient
         def identity_watching_gradient(t):
             def gradient(dy):
                 grad, grad_nonfinite = st.moments(dy)
-                old = backward
-                update = backward.assign(
-                    tf.concat(
-                        [
-                            st.merge_moments(old[_GRAD], grad),
-                            [old[_GRAD_NONFINITE] + grad_nonfinite],
-                        ],
-                        axis=0,
-                    )
+                update = probe._write(
+                    "backward", probe.backward, [*grad, grad_nonfinite], merge
                 )
                 # Without this dependency the write can be pruned.
                 with tf.control_dependencies([update]):
@@ -303,30 +344,27 @@ class LayerProbe:
             A float32 vector of `len(SNAPSHOT_METRICS)` values.
         """
         nan = tf.constant(_NAN)
-        fwd, bwd, opt = self.forward, self.backward, self.optimizer_sums
-        out = fwd[_OUT]
+        fwd = tf.unstack(self.forward)
+        bwd = tf.unstack(self.backward)
+        grad_sq, delta_sq, weight_sq = tf.unstack(self.optimizer_sums)
+        out, inp, grad = st.Moments(*fwd[0:3]), st.Moments(*fwd[5:8]), st.Moments(*bwd[0:3])
         activation_var = st.variance(out)
         has_kernels = bool(self.kernels)
         row = {
             "activation_mean": st.mean(out),
             "activation_var": activation_var,
-            "activation_gain": activation_var / st.variance(fwd[_IN]),
-            "gradient_var": st.variance(bwd[_GRAD]),
-            "gradient_norm": tf.sqrt(opt[_GRAD_SQ]) if has_kernels else nan,
+            "activation_gain": activation_var / st.variance(inp),
+            "gradient_var": st.variance(grad),
+            "gradient_norm": tf.sqrt(grad_sq) if has_kernels else nan,
             "update_ratio": (
-                tf.sqrt(opt[_DELTA_SQ]) / tf.sqrt(opt[_WEIGHT_SQ])
-                if has_kernels
-                else nan
+                tf.sqrt(delta_sq) / tf.sqrt(weight_sq) if has_kernels else nan
             ),
             "saturation_fraction": (
-                fwd[_SATURATED] / out[st.COUNT] if self.tracks_saturation else nan
+                fwd[4] / out.count if self.tracks_saturation else nan
             ),
-            "activation_nonfinite": fwd[_OUT_NONFINITE],
-            "gradient_nonfinite": tf.where(
-                bwd[_GRAD][st.COUNT] + bwd[_GRAD_NONFINITE] > 0,
-                bwd[_GRAD_NONFINITE],
-                nan,
-            ),
+            "activation_nonfinite": fwd[3],
+            # No gradient reached the layer at all: nothing to count.
+            "gradient_nonfinite": tf.where(grad.count + bwd[3] > 0, bwd[3], nan),
         }
         if self.tracks_death and self.unit_activity is not None:
             activity = self.unit_activity
@@ -340,17 +378,18 @@ class LayerProbe:
             )
             activity.assign(tf.zeros_like(activity))
         if self.is_batch_norm:
-            bn, layer = self.batch_norm, self.layer
-            calls = bn[_BN_CALLS]
-            row["bn_batch_mean"] = bn[_BN_MEAN] / calls
-            row["bn_batch_var"] = bn[_BN_VAR] / calls
-            row["bn_skew"] = bn[_BN_SKEW] / calls
+            layer = self.layer
+            calls, mean_sum, var_sum, skew_sum = tf.unstack(self.batch_norm)
+            row["bn_batch_mean"] = mean_sum / calls
+            row["bn_batch_var"] = var_sum / calls
+            row["bn_skew"] = skew_sum / calls
             row["bn_moving_mean"] = _channel_average(layer.moving_mean)
             row["bn_moving_var"] = _channel_average(layer.moving_variance)
             row["bn_gamma"] = _channel_average(getattr(layer, "gamma", None))
             row["bn_beta"] = _channel_average(getattr(layer, "beta", None))
-            bn.assign(tf.zeros_like(bn))
-        for variable in (fwd, bwd, opt):
+            self.batch_norm.assign(tf.zeros_like(self.batch_norm))
+        # A layer skipped on the next recorded step must not show stale data.
+        for variable in (self.forward, self.backward, self.optimizer_sums):
             variable.assign(tf.zeros_like(variable))
         return tf.stack([row.get(name, nan) for name in SNAPSHOT_METRICS])
 
@@ -379,11 +418,15 @@ class OptimizerProbe:
         # unscaled ones to its inner optimizer: measure the real gradients.
         self.optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         self._switch = switch
-        self._owner = {}
-        for probe in probes:
-            for index, kernel in enumerate(probe.kernels):
-                self._owner[id(kernel)] = (probe, index)
+        self._probes = probes
         self._installed = False
+
+    def _owners(self):
+        owners = {}
+        for probe in self._probes:
+            for index, kernel in enumerate(probe.kernels):
+                owners[id(kernel)] = (probe, index)
+        return owners
 
     def install(self):
         if self._installed:
@@ -393,9 +436,9 @@ class OptimizerProbe:
         def apply_and_measure(grads, trainable_variables=None):
             if not self._switch.active or trainable_variables is None:
                 return original(grads, trainable_variables)
-            per_probe = {}
+            per_probe, owners = {}, self._owners()
             for grad, variable in zip(grads, trainable_variables):
-                owner = self._owner.get(id(variable))
+                owner = owners.get(id(variable))
                 if owner is not None and grad is not None:
                     probe, index = owner
                     slots = per_probe.setdefault(
@@ -426,10 +469,13 @@ class Instrumentation:
         model: A compiled `keras.Model`.
         selected: `(path, layer, nonlinearity)` for every layer to watch.
         saturation_threshold: See `GradWatch`.
+        keep: Optional predicate on a layer, checked once the first recorded
+            step has built every layer; probes it rejects are dropped.
     """
 
-    def __init__(self, model, selected, saturation_threshold):
+    def __init__(self, model, selected, saturation_threshold, keep=None):
         self.model = model
+        self._keep = keep
         self.switch = CaptureSwitch()
         self._unwatchable = {}
         self._seen = []
@@ -474,10 +520,22 @@ class Instrumentation:
         model = self.model
         model.make_train_function()
         self._plain_function = model.train_function
-        model.make_train_function(force=True)
+        switch = self.switch
+        keras_train_step = model.train_step
+
+        def train_step_in_new_generation(data):
+            switch.new_generation()
+            return keras_train_step(data)
+
+        # Keras binds `train_step` when it makes the function: the
+        # instrumented copy gets the wrapper, the model keeps its own.
+        object.__setattr__(model, "train_step", train_step_in_new_generation)
+        try:
+            model.make_train_function(force=True)
+        finally:
+            object.__delattr__(model, "train_step")
         keras_instrumented = model.train_function
         model.train_function = self._plain_function
-        switch = self.switch
 
         def instrumented_train_function(iterator):
             # One shot: whatever happens, the next step is a plain one.
@@ -487,6 +545,7 @@ class Instrumentation:
                 return keras_instrumented(iterator)
             finally:
                 switch.active = False
+                switch.known_moments = {}
 
         self._instrumented_function = instrumented_train_function
 
@@ -508,7 +567,10 @@ class Instrumentation:
         """Probes that recorded, in forward (depth) order."""
         if self._ordered is None:
             self._ordered = [
-                p for p in self._seen if p.path not in self._unwatchable
+                p
+                for p in self._seen
+                if p.path not in self._unwatchable
+                and (self._keep is None or self._keep(p.layer))
             ]
         return self._ordered
 

@@ -38,10 +38,14 @@ def leaf_layers(model):
 
 
 def is_watched_by_default(layer):
-    """Layers with weights or a nonlinearity are watched by default."""
+    """Layers with weights or a nonlinearity are watched by default.
+
+    A layer not built yet (a subclassed model's, before its first step) may
+    still get weights: it counts as watched until it is built.
+    """
     if isinstance(layer, keras.layers.InputLayer):
         return False
-    if layer.weights or activations.is_activation_layer(layer):
+    if not layer.built or layer.weights or activations.is_activation_layer(layer):
         return True
     nonlinearity = activations.of_layer(layer)
     return nonlinearity is None or nonlinearity is not activations.LINEAR

@@ -6,15 +6,18 @@ float32 (so that mixed-precision activations neither overflow in sums of
 squares nor underflow to zero variance), and over finite elements only, with
 the non-finite ones counted separately.
 
-Moments are kept as `[count, mean, m2]` (m2 = sum of squared deviations from
+Moments are kept as `(count, mean, m2)` (m2 = sum of squared deviations from
 the mean), which merge exactly across several calls of a shared layer or
 several batches (Chan et al.'s parallel algorithm) without the cancellation
 of a naive sum of squares.
 """
 
+import collections
+
 import tensorflow as tf
 
-COUNT, MEAN, M2 = 0, 1, 2
+Moments = collections.namedtuple("Moments", ["count", "mean", "m2"])
+Moments.__doc__ = """Count, mean and sum of squared deviations (scalar tensors)."""
 
 
 def as_float32(x):
@@ -28,14 +31,14 @@ def moments(x):
         x: A float tensor of any shape.
 
     Returns:
-        `(moments, nonfinite)`: a float32 `[count, mean, m2]` vector and a
-        float32 scalar count of NaN/Inf elements.
+        `(moments, nonfinite)`: a `Moments` of float32 scalars and a float32
+        scalar count of NaN/Inf elements.
 
     Example:
 
     >>> m, bad = moments(tf.constant([1.0, 3.0, float("nan")]))
-    >>> m.numpy(), bad.numpy()
-    (array([2., 2., 2.], dtype=float32), 1.0)
+    >>> float(m.count), float(m.mean), float(m.m2), float(bad)
+    (2.0, 2.0, 2.0, 1.0)
     """
     x = as_float32(x)
     finite = tf.math.is_finite(x)
@@ -45,38 +48,36 @@ def moments(x):
     )
     m2 = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0))
     nonfinite = as_float32(tf.size(x)) - count
-    return tf.stack([count, mean, m2]), nonfinite
+    return Moments(count, mean, m2), nonfinite
 
 
 def merge_moments(a, b):
-    """Pools two `[count, mean, m2]` vectors as if over the union of data.
+    """Pools two `Moments` as if computed over the union of their data.
 
     Args:
         a: Moments of the first set (all zeros for an empty set).
         b: Moments of the second set.
 
     Returns:
-        The pooled `[count, mean, m2]`.
+        The pooled `Moments`.
     """
-    count = a[COUNT] + b[COUNT]
-    delta = b[MEAN] - a[MEAN]
-    mean = a[MEAN] + tf.math.divide_no_nan(delta * b[COUNT], count)
-    m2 = (
-        a[M2]
-        + b[M2]
-        + tf.math.divide_no_nan(delta * delta * a[COUNT] * b[COUNT], count)
+    count = a.count + b.count
+    delta = b.mean - a.mean
+    mean = a.mean + tf.math.divide_no_nan(delta * b.count, count)
+    m2 = a.m2 + b.m2 + tf.math.divide_no_nan(
+        delta * delta * a.count * b.count, count
     )
-    return tf.stack([count, mean, m2])
+    return Moments(count, mean, m2)
 
 
 def variance(m):
-    """Population variance of `[count, mean, m2]`; NaN for an empty set."""
-    return _nan_if_empty(m[COUNT], m[M2] / tf.maximum(m[COUNT], 1.0))
+    """Population variance of a `Moments`; NaN for an empty set."""
+    return _nan_if_empty(m.count, m.m2 / tf.maximum(m.count, 1.0))
 
 
 def mean(m):
-    """Mean of `[count, mean, m2]`; NaN for an empty set."""
-    return _nan_if_empty(m[COUNT], m[MEAN])
+    """Mean of a `Moments`; NaN for an empty set."""
+    return _nan_if_empty(m.count, m.mean)
 
 
 def _nan_if_empty(count, value):
