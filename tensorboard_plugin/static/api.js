@@ -21,7 +21,7 @@ export async function getJSON(path, params) {
   const text = await response.text();
   if (!response.ok) {
     const body = text.trim().slice(0, 500) || response.statusText;
-    throw new ApiError(`${response.status}: ${body}`, response.status);
+    throw new ApiError(`${body} (HTTP ${response.status})`, response.status);
   }
   try {
     return { json: JSON.parse(text), text };

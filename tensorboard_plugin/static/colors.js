@@ -22,7 +22,7 @@ const SEQUENTIAL_STOPS = ['#440154', '#482475', '#414487', '#355f8d', '#2a788e',
 const DIVERGING_STOPS = ['#2166ac', '#4393c3', '#92c5de', '#d1e5f0', '#f7f7f7', '#fddbc7',
   '#f4a582', '#d6604d', '#b2182b'];
 
-const LUT_SIZE = 256;
+export const LUT_SIZE = 256;
 
 function hexToRgb(hex) {
   const n = parseInt(hex.slice(1), 16);
@@ -74,7 +74,7 @@ function linearTicks(t0, t1, integerOnly) {
   return niceTicks(t0, t1, 5, integerOnly).map((v) => ({ t: v, label: formatTick(v) }));
 }
 
-/** Largest |x| over finite entries of the arrays, after applying fn. */
+/** [min, max] of fn(x) over the arrays, ignoring non-finite results; null if none. */
 function extent(arrays, fn) {
   let lo = Infinity;
   let hi = -Infinity;
@@ -169,4 +169,3 @@ export function lutCss(lut, i) {
   return `rgb(${lut[i * 3]}, ${lut[i * 3 + 1]}, ${lut[i * 3 + 2]})`;
 }
 
-export { LUT_SIZE };

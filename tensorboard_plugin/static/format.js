@@ -30,11 +30,15 @@ export function formatStep(s) {
   return Math.round(s).toLocaleString('en-US');
 }
 
-/** Compact step label for axis ticks, e.g. 12500 -> "12.5k". */
-export function formatStepTick(s) {
+/**
+ * Step label for axis ticks. With `compact` (axis reaching 10,000 or more),
+ * every tick uses k/M suffixes, e.g. 2500 -> "2.5k", so one axis has one style.
+ */
+export function formatStepTick(s, compact) {
+  if (!compact) return formatStep(s);
   const a = Math.abs(s);
   if (a >= 1e6) return `${Number((s / 1e6).toPrecision(3))}M`;
-  if (a >= 1e4) return `${Number((s / 1e3).toPrecision(3))}k`;
+  if (a >= 1e3) return `${Number((s / 1e3).toPrecision(3))}k`;
   return formatStep(s);
 }
 

@@ -6,7 +6,7 @@
 // view stays smooth with hundreds of layers. The canvas is sticky inside a
 // scroll container whose spacer provides the native vertical scrollbar.
 
-import { CODE_NAN, CODE_NEG_INF, CODE_POS_INF, INF_COLOR } from './colors.js';
+import { CODE_NEG_INF, CODE_POS_INF, INF_COLOR } from './colors.js';
 import { formatStep, formatStepTick, niceTicks } from './format.js';
 
 const FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
@@ -74,7 +74,9 @@ export class HeatmapView {
     this.width = 0;
     this.dpr = window.devicePixelRatio || 1;
     this.labelCache = new Map();
+    this.longestLabel = 0;
     this.framePending = false;
+    this.layoutNote = false;
 
     this.el = document.createElement('section');
     this.el.className = 'gw-panel';
@@ -87,7 +89,11 @@ export class HeatmapView {
     title.title = run;
     this.meta = document.createElement('span');
     this.meta.className = 'gw-panel-meta';
-    header.append(title, this.meta);
+    this.loading = document.createElement('span');
+    this.loading.className = 'gw-panel-loading';
+    this.loading.textContent = 'Loading\u2026';
+    this.loading.hidden = true;
+    header.append(title, this.meta, this.loading);
     this.msg = document.createElement('div');
     this.msg.className = 'gw-panel-msg';
     this.msg.hidden = true;
@@ -123,21 +129,18 @@ export class HeatmapView {
     this.el.remove();
   }
 
-  /** Width in CSS px available for cells (used to choose max_columns). */
-  bodyWidth() {
-    const w = this.scroller.clientWidth || this.el.clientWidth || 600;
-    return Math.max(50, w - this.labelWidth(w) - RIGHT);
+  /** Width of the layer-name column: fits the longest name, within limits. */
+  labelWidth(w) {
+    return Math.round(Math.max(56, Math.min(this.longestLabel + 14, 180, w * 0.32)));
   }
 
-  labelWidth(w = this.width) {
-    let longest = 0;
-    if (this.data) {
-      this.ctx.font = FONT;
-      for (const name of this.data.layers.slice(0, 2000)) {
-        longest = Math.max(longest, this.ctx.measureText(name).width);
-      }
+  measureLabels() {
+    this.longestLabel = 0;
+    if (!this.data) return;
+    this.ctx.font = FONT;
+    for (const name of this.data.layers) {
+      this.longestLabel = Math.max(this.longestLabel, this.ctx.measureText(name).width);
     }
-    return Math.round(Math.max(56, Math.min(longest + 14, 180, w * 0.32)));
   }
 
   /** Sets any of: data, scale, filter, domain, rowH, maxBodyH, marker; redraws what changed. */
@@ -149,6 +152,7 @@ export class HeatmapView {
     if ('data' in props && props.data !== this.data) {
       this.data = props.data;
       this.labelCache.clear();
+      this.measureLabels();
       codes = rows = layout = true;
       this.updateMeta();
     }
@@ -194,8 +198,13 @@ export class HeatmapView {
     this.meta.textContent = text;
   }
 
-  /** Shows a message instead of (text && !keepCanvas) or above the canvas. */
+  setLoading(on) {
+    this.loading.hidden = !on;
+  }
+
+  /** Shows a status / error line above the canvas ('' hides it). */
   showMessage(text, isError = false) {
+    this.layoutNote = false;
     this.msg.textContent = text || '';
     this.msg.hidden = !text;
     this.msg.classList.toggle('gw-error', Boolean(isError));
@@ -219,12 +228,18 @@ export class HeatmapView {
     const w = this.scroller.clientWidth || this.el.clientWidth || 600;
     this.width = w;
     const n = this.rows.length;
-    const hasRows = this.data && n > 0;
+    const d = this.data;
+    const hasRows = Boolean(d && n > 0 && d.steps.length > 0);
     this.scroller.hidden = !hasRows;
-    if (this.data && n === 0) {
-      this.showMessage(this.data.layers.length ? 'No layers match the filter.' : 'No layers recorded.');
-    } else if (this.msg.textContent.startsWith('No layers')) {
+    let note = '';
+    if (d && d.steps.length === 0) note = 'No steps recorded yet.';
+    else if (d && n === 0) note = d.layers.length ? 'No layers match the filter.' : 'No layers recorded.';
+    if (note) {
+      this.showMessage(note);
+      this.layoutNote = true;
+    } else if (this.layoutNote) {
       this.showMessage('');
+      this.layoutNote = false;
     }
     if (!hasRows) return;
     const contentH = n * this.rowH;
@@ -299,7 +314,7 @@ export class HeatmapView {
           buf[o + 1] = INF_COLOR[1];
           buf[o + 2] = INF_COLOR[2];
           buf[o + 3] = 255;
-        } // CODE_NAN stays transparent: the hatch underneath shows through.
+        } // NaN (CODE_NAN) stays transparent: the hatch underneath shows through.
       }
     }
     octx.putImageData(img, 0, 0);
@@ -416,6 +431,21 @@ export class HeatmapView {
 
     this.drawLabels(r0, r1, yOf);
     this.drawAxis();
+    this.drawScrollIndicator(top);
+  }
+
+  /** Thin position indicator at the right edge when rows overflow (also for overlay scrollbars). */
+  drawScrollIndicator(top) {
+    const contentH = this.rows.length * this.rowH;
+    if (contentH <= this.bodyH + 0.5) return;
+    const ctx = this.ctx;
+    const x = this.bodyX + this.bodyW + 5;
+    ctx.fillStyle = '#eeeeee';
+    ctx.fillRect(x, TOP, 4, this.bodyH);
+    const h = Math.max(12, (this.bodyH / contentH) * this.bodyH);
+    const y = TOP + (top / (contentH - this.bodyH)) * (this.bodyH - h);
+    ctx.fillStyle = '#9e9e9e';
+    ctx.fillRect(x, y, 4, h);
   }
 
   ellipsize(name, maxW) {
@@ -444,7 +474,7 @@ export class HeatmapView {
     const every = Math.max(1, Math.ceil(12 / this.rowH));
     ctx.save();
     ctx.beginPath();
-    ctx.rect(0, TOP, this.labelW, this.bodyH);
+    ctx.rect(0, 0, this.labelW, this.bodyH + TOP + 3);
     ctx.clip();
     ctx.font = FONT;
     ctx.textAlign = 'right';
@@ -474,6 +504,7 @@ export class HeatmapView {
     ctx.textAlign = 'center';
     const ticks = niceTicks(d0, d1, Math.max(2, Math.floor(this.bodyW / 90)), true);
     let lastRight = -Infinity;
+    const compact = Math.max(Math.abs(d0), Math.abs(d1)) >= 1e4;
     for (const t of ticks) {
       const x = Math.round(this.stepToX(t)) + 0.5;
       if (x < this.bodyX - 0.5 || x > this.bodyX + this.bodyW + 0.5) continue;
@@ -481,7 +512,7 @@ export class HeatmapView {
       ctx.moveTo(x, y + 1);
       ctx.lineTo(x, y + 5);
       ctx.stroke();
-      const label = formatStepTick(t);
+      const label = formatStepTick(t, compact);
       const w = ctx.measureText(label).width;
       if (x - w / 2 < lastRight + 6) continue;
       ctx.fillText(label, x, y + 7);
@@ -547,6 +578,7 @@ export class HeatmapView {
     const [x, y] = this.pointer(e);
     if (x < this.bodyX || x > this.bodyX + this.bodyW || y < TOP || y > TOP + this.bodyH) return;
     e.preventDefault();
+    this.hover = null;
     this.drag = { x0: x, x1: x, y0: y };
     this.cb.leave();
     const move = (ev) => {
@@ -567,8 +599,8 @@ export class HeatmapView {
       } else {
         const hit = this.hitTest(drag.x0, drag.y0);
         if (hit && hit.kind === 'cell') this.cb.click(this, hit.col);
-        this.onMove(ev);
       }
+      if (ev.target === this.canvas) this.onMove(ev);
     };
     window.addEventListener('mousemove', move);
     window.addEventListener('mouseup', up);

@@ -1,6 +1,6 @@
 // Colour legend: a canvas colour bar with ticks plus swatches for special values.
 
-import { INF_CSS, LUT_SIZE, NAN_HATCH_CSS } from './colors.js';
+import { INF_CSS, LUT_SIZE, lutCss, NAN_HATCH_CSS } from './colors.js';
 
 const BAR_WIDTH = 320;
 const BAR_HEIGHT = 12;
@@ -70,7 +70,7 @@ export class Legend {
     const x0 = 12;
     for (let i = 0; i < BAR_WIDTH; i++) {
       const k = Math.round((i / (BAR_WIDTH - 1)) * (LUT_SIZE - 1));
-      ctx.fillStyle = `rgb(${scale.lut[k * 3]},${scale.lut[k * 3 + 1]},${scale.lut[k * 3 + 2]})`;
+      ctx.fillStyle = lutCss(scale.lut, k);
       ctx.fillRect(x0 + i, 2, 1.5, BAR_HEIGHT);
     }
     ctx.strokeStyle = 'rgba(0,0,0,0.25)';

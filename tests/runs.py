@@ -1,0 +1,51 @@
+"""Log directories written by the real GradWatch callback, for plugin tests."""
+
+import keras
+import numpy as np
+
+import gradwatch
+from gradwatch_tensorboard.summary import SummaryWriter
+
+HOSTILE_LAYER = "<img src=x onerror=alert(1)>"
+HOSTILE_RUN = "<b>run\"'&amp;</b>"
+HOSTILE_LAYERS = [HOSTILE_LAYER, "quote\"'layer", "ünïcødé-层/<script>alert(2)</script>", "x" * 300]
+
+
+def deep_mlp(depth, activation, initializer, width=32):
+    layers = [keras.Input((width,))]
+    for i in range(depth):
+        layers.append(
+            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"dense_{i}")
+        )
+    layers.append(keras.layers.Dense(1, name="head"))
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    return model
+
+
+def train(model, log_dir, steps=40, update_freq=2, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(steps * 16, model.input_shape[-1])).astype(np.float32)
+    y = np.sin(x.sum(axis=1, keepdims=True))
+    model.fit(
+        x, y, batch_size=16, epochs=1, verbose=0,
+        callbacks=[gradwatch.GradWatch(log_dir, update_freq=update_freq, verbose=0)],
+    )
+
+
+def write_gallery(root):
+    """Three small runs: a vanishing sigmoid, a healthy ReLU, hostile names."""
+    keras.utils.set_random_seed(0)
+    limit = 1.0 / np.sqrt(32)
+    train(deep_mlp(8, "sigmoid", keras.initializers.RandomUniform(-limit, limit)), str(root / "sigmoid"))
+    train(deep_mlp(8, "relu", "he_normal"), str(root / "relu"))
+    # TensorFlow's name scopes refuse such layer names, but a run directory
+    # can carry them, and the format must carry any name: write it directly.
+    writer = SummaryWriter(str(root / HOSTILE_RUN), HOSTILE_LAYERS)
+    for step in range(0, 20, 2):
+        writer.write_step(step, {
+            "activation_var": np.linspace(0.5, 2.0, len(HOSTILE_LAYERS)) * (1 + step),
+            "gradient_var": np.logspace(-6, -2, len(HOSTILE_LAYERS)),
+        })
+    writer.close()
+    return root

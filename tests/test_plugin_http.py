@@ -1,0 +1,237 @@
+"""The plugin's routes through TensorBoard's own WSGI app and data provider."""
+
+import argparse
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import werkzeug.test
+from tensorboard.backend import application
+from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
+from tensorboard.plugins import base_plugin
+
+from gradwatch_tensorboard import loader, metadata
+from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
+from gradwatch_tensorboard.summary import SummaryWriter
+from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
+from tensorboard_process import TensorBoardProcess
+
+PREFIX = "/data/plugin/gradwatch/"
+LONG_STEPS = 1500
+
+
+@pytest.fixture(scope="module")
+def log_root(tmp_path_factory):
+    root = write_gallery(tmp_path_factory.mktemp("logs"))
+    # A long run, written without TensorFlow: 1,500 recorded steps.
+    writer = SummaryWriter(str(root / "long"), ["first", "second", "third"])
+    for step in range(LONG_STEPS):
+        writer.write_step(
+            step * 3,
+            {"activation_var": [1.0, float(step), np.nan], "dead_fraction": [0.0, (step % 10) / 10, np.nan]},
+        )
+    writer.close()
+    return root
+
+
+def make_client(log_root):
+    """The plugin inside a real TensorBoard WSGI app, reading via a data provider
+    sampled the way GradWatch's loader configures TensorBoard."""
+    flags = argparse.Namespace(samples_per_plugin={})
+    loader.GradWatchLoader().fix_flags(flags)
+    multiplexer = plugin_event_multiplexer.EventMultiplexer(
+        tensor_size_guidance=flags.samples_per_plugin
+    )
+    multiplexer.AddRunsFromDirectory(str(log_root))
+    multiplexer.Reload()
+    provider = data_provider.MultiplexerDataProvider(multiplexer, str(log_root))
+    context = base_plugin.TBContext(logdir=str(log_root), data_provider=provider)
+    plugin = loader.GradWatchLoader().load(context)
+    app = application.TensorBoardWSGI([plugin], data_provider=provider)
+    return werkzeug.test.Client(app, werkzeug.wrappers.Response)
+
+
+@pytest.fixture(scope="module")
+def client(log_root):
+    return make_client(log_root)
+
+
+def get_json(client, path, **params):
+    response = client.get(PREFIX + path, query_string=params)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return json.loads(response.get_data(as_text=True))
+
+
+def test_listing_names_runs_metrics_and_layers(client):
+    body = get_json(client, "runs")
+    runs = {r["run"]: r for r in body["runs"]}
+    assert set(runs) == {"sigmoid", "relu", "long", HOSTILE_RUN}
+    assert runs["sigmoid"]["layers"] == [f"dense_{i}" for i in range(8)] + ["head"]
+    assert "gradient_var" in runs["sigmoid"]["metrics"]
+    assert runs["long"]["last_step"] == (LONG_STEPS - 1) * 3
+    assert runs[HOSTILE_RUN]["layers"] == HOSTILE_LAYERS
+    assert body["metric_info"]["activation_var"]["scale"] == "log"
+
+
+def test_hostile_names_round_trip_through_load(log_root):
+    import gradwatch
+
+    recorded = gradwatch.load(str(log_root / HOSTILE_RUN))
+    assert recorded.layers == HOSTILE_LAYERS
+
+
+def test_heatmap_holds_the_recorded_values(client, log_root):
+    import gradwatch
+
+    body = get_json(client, "heatmap", run="sigmoid", metric="gradient_var")
+    recorded = gradwatch.load(str(log_root / "sigmoid"))
+    assert body["steps"] == recorded.steps.tolist()
+    assert body["layers"] == recorded.layers
+    np.testing.assert_allclose(np.array(body["values"], dtype=float), recorded.metric("gradient_var"), rtol=1e-6)
+    # The sigmoid's backward variance collapses toward the first layer.
+    last = np.array(body["values"][-1], dtype=float)
+    assert last[0] < last[7] * 1e-3
+
+
+def test_not_applicable_cells_come_back_as_nan(client):
+    body = get_json(client, "heatmap", run="relu", metric="saturation_fraction")
+    assert all(v == "NaN" for row in body["values"] for v in row)
+
+
+def test_every_step_of_a_long_run_reaches_the_heatmap(client):
+    body = get_json(client, "heatmap", run="long", metric="activation_var", max_columns=5000)
+    assert body["total_steps"] == LONG_STEPS
+    assert body["steps"] == [s * 3 for s in range(LONG_STEPS)]
+    assert [row[1] for row in body["values"]] == list(map(float, range(LONG_STEPS)))
+
+
+def test_heatmap_downsamples_on_the_server(client):
+    body = get_json(client, "heatmap", run="long", metric="dead_fraction", max_columns=100)
+    assert len(body["steps"]) == 100
+    # Fractions keep each column's worst value: every 15-step column holds a 0.9.
+    assert all(row[1] == pytest.approx(0.9) for row in body["values"])
+    assert body["step_ranges"][0] == [0, 14 * 3]
+    assert body["step_ranges"][-1][1] == (LONG_STEPS - 1) * 3
+
+
+def test_downsample_keeps_real_values_for_variances():
+    steps = np.arange(10) * 2
+    values = np.arange(20, dtype=float).reshape(10, 2)
+    out_steps, ranges, out = downsample(steps, values, 5, "log")
+    assert out_steps.tolist() == [2, 6, 10, 14, 18]
+    assert ranges.tolist() == [[0, 2], [4, 6], [8, 10], [12, 14], [16, 18]]
+    np.testing.assert_array_equal(out, values[1::2])
+
+
+def test_profile_gives_every_metric_across_layers(client, log_root):
+    import gradwatch
+
+    recorded = gradwatch.load(str(log_root / "relu"))
+    step = int(recorded.steps[3])
+    body = get_json(client, "profile", run="relu", step=step)
+    assert body["layers"] == recorded.layers
+    assert set(body["metrics"]) == set(recorded.metrics)
+    np.testing.assert_allclose(
+        np.array(body["metrics"]["activation_var"], dtype=float), recorded.metric("activation_var")[3], rtol=1e-6
+    )
+
+
+@pytest.mark.parametrize(
+    "path, params, status",
+    [
+        ("heatmap", {"metric": "activation_var"}, 400),
+        ("heatmap", {"run": "relu"}, 400),
+        ("heatmap", {"run": "nope", "metric": "activation_var"}, 404),
+        ("heatmap", {"run": "relu", "metric": "nope"}, 404),
+        ("heatmap", {"run": "relu", "metric": "activation_var", "max_columns": "ten"}, 400),
+        ("heatmap", {"run": "relu", "metric": "activation_var", "max_columns": "0"}, 400),
+        ("heatmap", {"run": "relu", "metric": "activation_var", "max_columns": "9" * 40}, 400),
+        ("heatmap", {"run": "r" * 10000, "metric": "activation_var"}, 400),
+        ("profile", {"run": "relu"}, 400),
+        ("profile", {"run": "relu", "step": "-1"}, 400),
+        ("profile", {"run": "relu", "step": "1.5"}, 400),
+        ("profile", {"run": "relu", "step": "999999"}, 404),
+        ("profile", {"run": "nope", "step": "0"}, 404),
+    ],
+)
+def test_bad_parameters_are_plain_text_errors(client, path, params, status):
+    response = client.get(PREFIX + path, query_string=params)
+    assert response.status_code == status
+    assert response.mimetype == "text/plain"
+    assert response.get_data(as_text=True)
+
+
+def test_static_route_serves_the_module(client):
+    response = client.get(PREFIX + "static/index.js")
+    assert response.status_code == 200
+    assert response.mimetype == "text/javascript"
+    assert b"export async function render" in response.get_data()
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "static/../plugin.py",
+        "static/%2e%2e/plugin.py",
+        "static/..%2fplugin.py",
+        "static/..%5cplugin.py",
+        "static/%2e%2e%2f%2e%2e%2fsetup.py",
+        "static/",
+        "static/.hidden",
+        "static/nope.js",
+        "static/%00index.js",
+    ],
+)
+def test_static_route_refuses_path_traversal(client, path):
+    response = client.get(PREFIX + path)
+    assert response.status_code == 404
+    assert b"metadata" not in response.get_data()
+
+
+def test_frontend_metadata_points_at_the_module(log_root):
+    plugin = GradWatchPlugin(base_plugin.TBContext(logdir=str(log_root)))
+    frontend = plugin.frontend_metadata()
+    assert frontend.es_module_path == "/static/index.js"
+    assert frontend.tab_name == "GradWatch"
+
+
+def test_loader_keeps_a_users_own_sampling_choice():
+    flags = argparse.Namespace(samples_per_plugin={"gradwatch": 7})
+    loader.GradWatchLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"gradwatch": 7}
+    flags = argparse.Namespace(samples_per_plugin={"scalars": 5})
+    loader.GradWatchLoader().fix_flags(flags)
+    assert flags.samples_per_plugin == {"scalars": 5, "gradwatch": metadata.SAMPLES_PER_SERIES}
+
+
+def test_loading_the_plugin_imports_no_tensorflow():
+    code = (
+        "import sys; import gradwatch_tensorboard.loader, gradwatch_tensorboard.plugin;"
+        "print('tensorflow' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_stock_tensorboard_serves_every_step_of_a_long_run(log_root):
+    """The real `tensorboard --logdir` (Rust data server), no extra flags."""
+    with TensorBoardProcess(log_root) as tb:
+        listing = tb.wait_for(lambda: json.loads(tb.get("data/plugins_listing")[1]).get("gradwatch"))
+        assert listing["enabled"] and listing["tab_name"] == "GradWatch"
+
+        def long_heatmap():
+            status, body = tb.get(
+                "data/plugin/gradwatch/heatmap?run=long&metric=activation_var&max_columns=5000"
+            )
+            return status == 200 and json.loads(body)
+
+        def complete_heatmap():
+            body = long_heatmap()
+            return body if body and body["total_steps"] == LONG_STEPS else None
+
+        body = tb.wait_for(complete_heatmap)
+        assert body["steps"] == [s * 3 for s in range(LONG_STEPS)]
+        status, text = tb.get("data/plugin/gradwatch/heatmap?run=long&metric=nope")
+        assert status == 404 and b"nope" in text
