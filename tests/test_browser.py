@@ -1,0 +1,177 @@
+"""The GradWatch tab in headless Chromium, served by the real `tensorboard`.
+
+Needs Debian's chromium (/usr/bin/chromium) and the Playwright package;
+`.ci/run` installs both. Set GRADWATCH_SCREENSHOTS to keep the screenshots.
+"""
+
+import os
+import shutil
+
+import pytest
+
+from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
+from tensorboard_process import TensorBoardProcess
+
+CHROMIUM = os.environ.get("GRADWATCH_CHROMIUM", "/usr/bin/chromium")
+playwright_api = pytest.importorskip("playwright.sync_api")
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing: .ci/run must install chromium")
+    pytest.skip(f"no Chromium at {CHROMIUM}", allow_module_level=True)
+
+FRAME = 'iframe[src*="plugin_entry.html?name=gradwatch"]'
+
+
+@pytest.fixture(scope="module")
+def tensorboard(tmp_path_factory):
+    root = write_gallery(tmp_path_factory.mktemp("browser_logs"))
+    with TensorBoardProcess(root) as tb:
+        tb.wait_for(lambda: b'"relu"' in tb.get("data/plugin/gradwatch/runs")[1])
+        yield tb
+
+
+@pytest.fixture(scope="module")
+def screenshots(tmp_path_factory):
+    target = os.environ.get("GRADWATCH_SCREENSHOTS")
+    path = target or str(tmp_path_factory.mktemp("screenshots"))
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+@pytest.fixture
+def page(tensorboard):
+    problems = []
+    with playwright_api.sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run", "--disable-sync"],
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console {m.type}: {m.text}"))
+        page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+        page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
+        page.goto(tensorboard.url + "#gradwatch")
+        page.problems = problems
+        yield page
+        browser.close()
+    # Every test fails on CSP violations (reported as console errors),
+    # console errors or script dialogs.
+    assert not [p for p in problems if "gradwatch" in p.lower() or "Content Security Policy" in p or "dialog" in p or "page error" in p], problems
+
+
+def frame_of(page):
+    frame = page.frame_locator(FRAME)
+    frame.locator("canvas.gw-heatmap").first.wait_for(timeout=60000)
+    return frame
+
+
+def painted_pixels(frame, selector="canvas.gw-heatmap"):
+    """How many distinct colours the first matching canvas shows."""
+    return frame.locator(selector).first.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const seen = new Set();
+            for (let i = 0; i < d.length; i += 16) seen.add((d[i] << 16) | (d[i+1] << 8) | d[i+2]);
+            return seen.size;
+        }"""
+    )
+
+
+def canvas_signature(frame):
+    return frame.locator("canvas.gw-heatmap").first.evaluate(
+        "c => c.toDataURL().length + ':' + c.toDataURL().slice(-200)"
+    )
+
+
+def wait_until(page, predicate, timeout=20):
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if predicate():
+            return True
+        page.wait_for_timeout(250)
+    return predicate()
+
+
+def test_heatmap_paints_switches_hovers_and_profiles(page, screenshots):
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("sigmoid")
+    assert wait_until(page, lambda: painted_pixels(frame) > 20)
+    before = canvas_signature(frame)
+    frame.locator("#gw-metric").select_option("gradient_var")
+    assert wait_until(page, lambda: canvas_signature(frame) != before)
+    page.screenshot(path=os.path.join(screenshots, "gradient_var_sigmoid.png"))
+
+    # Two runs side by side on one colour scale.
+    frame.locator("#gw-run2").select_option("relu")
+    assert wait_until(page, lambda: frame.locator("canvas.gw-heatmap").count() == 2)
+    assert frame.locator('[data-run="relu"] canvas.gw-heatmap').count() == 1
+
+    # Hover reads layer, step and value.
+    canvas = frame.locator('[data-run="sigmoid"] canvas.gw-heatmap')
+    box = canvas.bounding_box()
+    canvas.hover(position={"x": box["width"] * 0.6, "y": 40})
+    tooltip = frame.locator("#gw-tooltip")
+    assert wait_until(page, lambda: tooltip.is_visible() and "dense_" in tooltip.inner_text())
+    assert "step" in tooltip.inner_text().lower()
+
+    # A click opens the depth profile of that step.
+    canvas.click(position={"x": box["width"] * 0.6, "y": 40})
+    profile = frame.locator("#gw-profile canvas.gw-profile")
+    profile.wait_for(timeout=20000)
+    assert wait_until(page, lambda: painted_pixels(frame, "#gw-profile canvas.gw-profile") > 5)
+    assert "step" in frame.locator("#gw-profile").inner_text().lower()
+    page.screenshot(path=os.path.join(screenshots, "side_by_side_profile.png"), full_page=True)
+
+
+def test_hostile_names_render_as_text(page, screenshots):
+    frame = frame_of(page)
+    options = frame.locator("#gw-run option").all_inner_texts()
+    assert HOSTILE_RUN in options
+    frame.locator("#gw-run").select_option(HOSTILE_RUN)
+    panel = frame.locator("section.gw-panel").first
+    assert wait_until(page, lambda: HOSTILE_RUN in panel.inner_text())
+    canvas = frame.locator("canvas.gw-heatmap").first
+    box = canvas.bounding_box()
+    canvas.hover(position={"x": box["width"] * 0.7, "y": 12})
+    tooltip = frame.locator("#gw-tooltip")
+    assert wait_until(page, lambda: any(name[:20] in tooltip.inner_text() for name in HOSTILE_LAYERS))
+    # Nothing the names spell out became markup.
+    assert frame.locator("img").count() == 0
+    assert frame.locator("b").count() == 0
+    assert frame.locator("script", has_text="alert").count() == 0
+    page.screenshot(path=os.path.join(screenshots, "hostile_names.png"))
+
+
+def test_filter_hides_rows(page):
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("relu")
+    wait_until(page, lambda: painted_pixels(frame) > 20)
+    frame.locator("#gw-filter").fill("head")
+    tooltip = frame.locator("#gw-tooltip")
+    canvas = frame.locator("canvas.gw-heatmap").first
+    box = canvas.bounding_box()
+    canvas.hover(position={"x": box["width"] * 0.7, "y": 12})
+    assert wait_until(page, lambda: tooltip.is_visible() and "head" in tooltip.inner_text())
+    assert "dense_0" not in tooltip.inner_text()
+
+
+@pytest.mark.skipif(not os.environ.get("GRADWATCH_README_SCREENSHOT"), reason="maintainer tool")
+def test_readme_screenshot(page):
+    """Regenerates docs/heatmaps.png: GRADWATCH_README_SCREENSHOT=1 pytest -k readme."""
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("sigmoid")
+    frame.locator("#gw-metric").select_option("gradient_var")
+    frame.locator("#gw-run2").select_option("relu")
+    page.wait_for_timeout(2000)
+    canvas = frame.locator('[data-run="sigmoid"] canvas.gw-heatmap')
+    box = canvas.bounding_box()
+    canvas.click(position={"x": box["width"] * 0.8, "y": 40})
+    page.wait_for_timeout(1500)
+    here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    os.makedirs(os.path.join(here, "docs"), exist_ok=True)
+    page.screenshot(path=os.path.join(here, "docs", "heatmaps.png"))
+    shutil.os.path.exists(os.path.join(here, "docs", "heatmaps.png"))
