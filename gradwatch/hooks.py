@@ -4,7 +4,7 @@ A `LayerProbe` wraps one layer's `call`. While a capture is active (only in the
 instrumented copy of the train function, see `Instrumentation`), it reduces
 the layer's input and output to a few numbers with `gradwatch.statistics`,
 and wraps the output in an identity whose gradient function reduces
-dLoss/d(output) the same way. The numbers accumulate in small non-trainable
+dLoss/d(output) the same way. The numbers land in small non-trainable
 variables that the probe owns (the model gets none), so nothing but
 `O(layers x metrics)` floats ever leaves the device.
 
@@ -15,6 +15,10 @@ kernel-gradient norm and update ratio on the same step.
 function once; we keep Keras' own function for the steps we don't record and
 trace a second, instrumented copy for the steps we do, so unrecorded steps
 run exactly the code they ran without GradWatch.
+
+Under a `tf.distribute` strategy every partial sum is all-reduced across
+replicas inside the step, so the statistics describe the global batch, and
+every replica stores the same numbers (read from the first).
 """
 
 import warnings
@@ -25,16 +29,17 @@ import tensorflow as tf
 
 from . import statistics as st
 
-# A probe's forward accumulator: moments of the output, its non-finite and
-# saturated counts, then moments of the input.
+# Fields of a probe's forward accumulator: moments of the output, its
+# non-finite and saturated counts, then moments of the input.
 _FORWARD_FIELDS = 8
-# Backward accumulator: moments of dLoss/d(output), then the non-finite count.
+# Backward: moments of dLoss/d(output), then its non-finite count.
 _BACKWARD_FIELDS = 4
-# BatchNormalization accumulator: calls, then sums over calls of the
-# channel-averaged batch mean, batch variance and skew.
-_BN_FIELDS = 4
-# Optimizer accumulator: squared norms of gradient, update and weights.
-_OPTIMIZER_FIELDS = 3
+# Optimizer: whether it was measured, then squared norms of gradient, update
+# and weights.
+_OPTIMIZER_FIELDS = 4
+# BatchNormalization, per channel: moments of the input, then the moving mean
+# and variance the step started from.
+_BN_ROWS = 5
 
 # The order of rows in a snapshot; see tensorboard_plugin/metadata.py.
 SNAPSHOT_METRICS = (
@@ -62,10 +67,6 @@ SNAPSHOT_METRICS = (
 _NAN = float("nan")
 
 
-def _zeros(size):
-    return tf.Variable(tf.zeros([size]), trainable=False)
-
-
 def _is_float_tensor(x):
     return (
         isinstance(x, (tf.Tensor, tf.Variable))
@@ -74,13 +75,74 @@ def _is_float_tensor(x):
     )
 
 
+class Replicas:
+    """Where the probes' state lives, and how partial sums are pooled.
+
+    Args:
+        strategy: The model's `tf.distribute.Strategy` (the default one when
+            training is not distributed).
+    """
+
+    def __init__(self, strategy):
+        self.strategy = strategy
+        self.distributed = strategy.num_replicas_in_sync > 1
+
+    def zeros(self, shape):
+        """A non-trainable float32 state variable of `shape`, all zeros.
+
+        Distributed, each replica keeps its own copy (no synchronisation on
+        write) and a read outside the step takes the first replica's: every
+        replica holds the same, globally pooled numbers.
+        """
+        if not self.distributed:
+            return tf.Variable(tf.zeros(shape), trainable=False)
+        with self.strategy.scope():
+            return tf.Variable(
+                tf.zeros(shape),
+                trainable=False,
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+            )
+
+    @property
+    def is_chief(self):
+        """Whether this process writes: only the chief of a multi-worker job
+        (the `chief` task, else worker 0) does, as Keras' own callbacks."""
+        resolver = getattr(self.strategy, "cluster_resolver", None)
+        task_type = getattr(resolver, "task_type", None)
+        if task_type is None:
+            return True
+        cluster = resolver.cluster_spec().as_dict()
+        if "chief" in cluster:
+            return task_type == "chief"
+        return task_type == "worker" and int(resolver.task_id or 0) == 0
+
+    @property
+    def all_sum(self):
+        """A cross-replica sum for use inside the step, or None."""
+        if not self.distributed:
+            return None
+
+        def all_sum(value):
+            context = tf.distribute.get_replica_context()
+            if context is None:  # Not inside the replicated step.
+                return value
+            return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+        return all_sum
+
+    def sum(self, value):
+        return self.all_sum(value) if self.distributed else value
+
+
 class CaptureSwitch:
     """Whether probes record: True only while the instrumented step runs.
 
     It is read when the train function is traced (or on every call with
-    `run_eagerly=True`), never inside the graph. Each instrumented call is a
-    new `generation`: a probe's first call in a generation overwrites its
-    accumulator, and only a shared layer's later calls pay for a merge.
+    `run_eagerly=True`), never inside the graph. Each trace of the train step
+    (tf.function may trace twice in one call) is a new `generation`: a probe's
+    first call in a generation overwrites its accumulator, and only a shared
+    layer's later calls pay for a merge.
     """
 
     def __init__(self):
@@ -97,16 +159,16 @@ class CaptureSwitch:
         self.known_moments = {}
 
 
-class LayerProbe:
-    """Captures one layer's statistics from inside the train step.
+class CaptureContext:
+    """What every probe of one model shares.
 
     Args:
-        layer: The `keras.layers.Layer` to watch.
-        path: Its name, with the names of enclosing models (`outer/inner`).
-        nonlinearity: Its `gradwatch.activations.Nonlinearity`, or None.
-        switch: The shared `CaptureSwitch`.
+        switch: The `CaptureSwitch`.
+        replicas: The `Replicas`.
         saturation_threshold: See `GradWatch`.
-        on_unwatchable: Called with `(probe, reason)` when the layer's output
+        loss_scale: None, or a function returning the loss scale by which
+            gradients are multiplied (mixed precision), to divide it out.
+        on_unwatchable: Called with `(probe, reason)` when a layer's output
             can't be reduced; the layer is then left alone.
         on_forward: Called with the probe each time it records, so that the
             instrumentation learns the forward (depth) order.
@@ -114,31 +176,62 @@ class LayerProbe:
 
     def __init__(
         self,
-        layer,
-        path,
-        nonlinearity,
         switch,
+        replicas,
         saturation_threshold,
+        loss_scale,
         on_unwatchable,
         on_forward,
     ):
+        self.switch = switch
+        self.replicas = replicas
+        self.saturation_threshold = saturation_threshold
+        self.loss_scale = loss_scale
+        self.on_unwatchable = on_unwatchable
+        self.on_forward = on_forward
+        self.owner = None  # the Instrumentation, set by it
+
+
+def _output_units(layer):
+    """The size of a layer's output's last axis, if Keras knows it yet."""
+    try:
+        units = layer.output.shape[-1]
+    except (AttributeError, ValueError, IndexError, TypeError):
+        return None
+    return int(units) if units is not None else None
+
+
+class LayerProbe:
+    """Captures one layer's statistics from inside the train step.
+
+    Args:
+        layer: The `keras.layers.Layer` to watch.
+        path: Its name, with the names of enclosing models (`outer/inner`).
+        nonlinearity: Its `gradwatch.activations.Nonlinearity`, or None.
+        context: The `CaptureContext` of the model.
+    """
+
+    def __init__(self, layer, path, nonlinearity, context):
         self.layer = layer
         self.path = path
         self.nonlinearity = nonlinearity
-        self._switch = switch
-        self._threshold = saturation_threshold
-        self._on_unwatchable = on_unwatchable
-        self._on_forward = on_forward
+        self.owner = context.owner
+        self._context = context
+        self._switch = context.switch
         self.is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-        self.forward = _zeros(_FORWARD_FIELDS)
-        self.backward = _zeros(_BACKWARD_FIELDS)
-        self.optimizer_sums = _zeros(_OPTIMIZER_FIELDS)
-        self.batch_norm = _zeros(_BN_FIELDS) if self.is_batch_norm else None
+        zeros = context.replicas.zeros
+        self.forward = zeros([_FORWARD_FIELDS])
+        self.backward = zeros([_BACKWARD_FIELDS])
+        self.optimizer_sums = zeros([_OPTIMIZER_FIELDS])
+        # Per-unit and per-channel state: made now if the size is known,
+        # else on the first traced step.
+        self.unit_activity = self.unit_window = self.batch_norm = None
+        if self.tracks_death and _output_units(layer):
+            self._make_unit_state(_output_units(layer))
+        if self.is_batch_norm and layer.built:
+            self._make_batch_norm_state(layer.moving_mean.shape)
         # The generation each accumulator last wrote in.
         self._written = {}
-        # Per-unit activity, made when the unit count is first seen.
-        self.unit_activity = None
-        self.unit_window = None
         self._original_call = None
 
     @property
@@ -158,6 +251,16 @@ class LayerProbe:
             and self.nonlinearity.saturated is not None
         )
 
+    def _make_unit_state(self, units):
+        self.unit_activity = self._context.replicas.zeros([units])
+        # Updated only by the snapshot, outside the step.
+        self.unit_window = tf.Variable(tf.zeros([units]), trainable=False)
+
+    def _make_batch_norm_state(self, channel_shape):
+        self.batch_norm = self._context.replicas.zeros(
+            [_BN_ROWS, *channel_shape]
+        )
+
     # -- installing ---------------------------------------------------------
 
     def install(self):
@@ -174,6 +277,7 @@ class LayerProbe:
             outputs = original(*args, **kwargs)
             return self._capture(args, kwargs, outputs, before)
 
+        call_and_capture._gradwatch_probe = self
         # Bypass Layer.__setattr__: this is not state to track or save.
         object.__setattr__(self.layer, "call", call_and_capture)
 
@@ -193,6 +297,8 @@ class LayerProbe:
         # Read before the layer's call updates them: the skew compares the
         # batch with the statistics the step started from.
         layer = self.layer
+        if not layer.built:
+            return None
         return (
             tf.identity(st.as_float32(layer.moving_mean)),
             tf.identity(st.as_float32(layer.moving_variance)),
@@ -215,32 +321,42 @@ class LayerProbe:
     def _moments_of(self, x):
         known = self._switch.known_moments.get(x.ref())
         if known is None:
-            known = st.moments(x)[0]
+            known = st.moments(x, self._context.replicas.all_sum)[0]
         return known
 
     def _capture(self, args, kwargs, outputs, moving_before=None):
         flat = tf.nest.flatten(outputs)
         y = flat[0] if flat else None
         if not _is_float_tensor(y):
-            self._on_unwatchable(self, "its first output is not a float tensor")
+            self._context.on_unwatchable(
+                self, "its first output is not a float tensor"
+            )
             return outputs
         inputs = tf.nest.flatten((args, kwargs))
         x = inputs[0] if inputs and _is_float_tensor(inputs[0]) else None
-        self._on_forward(self)
+        self._context.on_forward(self)
         out = self._record_forward(x, y)
         if self.is_batch_norm and x is not None:
+            if moving_before is None:  # Built by this very call.
+                moving_before = self._moving_statistics()
             self._record_batch_norm(x, *moving_before)
         flat[0] = self._watch_gradient(y)
         self._switch.known_moments[flat[0].ref()] = out
         return tf.nest.pack_sequence_as(outputs, flat)
 
     def _record_forward(self, x, y):
-        out, out_nonfinite = st.moments(y)
-        saturated = (
-            st.saturated_count(y, self.nonlinearity.saturated, self._threshold)
-            if self.tracks_saturation
-            else tf.constant(0.0)
-        )
+        replicas = self._context.replicas
+        out, out_nonfinite = st.moments(y, replicas.all_sum)
+        if self.tracks_saturation:
+            saturated = replicas.sum(
+                st.saturated_count(
+                    y,
+                    self.nonlinearity.saturated,
+                    self._context.saturation_threshold,
+                )
+            )
+        else:
+            saturated = tf.constant(0.0)
         inp = self._moments_of(x) if x is not None else st.Moments(0.0, 0.0, 0.0)
 
         def merge(old, new):
@@ -258,42 +374,41 @@ class LayerProbe:
             merge,
         )
         if self.tracks_death:
-            activity = st.unit_activity(y, self.nonlinearity.floor)
-            self._ensure_unit_variables(activity.shape[0])
+            activity = replicas.sum(
+                st.unit_activity(y, self.nonlinearity.floor)
+            )
+            if self.unit_activity is None:
+                # Lift out of the traced function: the state outlives it.
+                with tf.init_scope():
+                    self._make_unit_state(int(activity.shape[0]))
             if self._first_write("units"):
                 self.unit_activity.assign(activity)
             else:
                 self.unit_activity.assign_add(activity)
         return out
 
-    def _ensure_unit_variables(self, units):
-        if self.unit_activity is None:
-            # Lift out of the traced function: these live as long as the probe.
-            with tf.init_scope():
-                self.unit_activity = _zeros(units)
-                self.unit_window = _zeros(units)
-
     def _record_batch_norm(self, x, moving_mean, moving_var):
         layer = self.layer
         axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        batch_mean, batch_var = st.channel_moments(x, axes)
-        skew = tf.abs(batch_mean - moving_mean) / tf.sqrt(
-            moving_var + layer.epsilon
-        )
+        batch = st.channel_moments(x, axes, self._context.replicas.all_sum)
+        if self.batch_norm is None:
+            with tf.init_scope():
+                self._make_batch_norm_state(moving_mean.shape)
+
+        def merge(old, new):
+            pooled = st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3]))
+            return [*pooled, old[3], old[4]]
+
         self._write(
             "batch_norm",
             self.batch_norm,
-            [
-                tf.constant(1.0),
-                tf.reduce_mean(batch_mean),
-                tf.reduce_mean(batch_var),
-                tf.reduce_mean(skew),
-            ],
-            lambda old, new: [a + b for a, b in zip(old, new)],
+            [*batch, moving_mean, moving_var],
+            merge,
         )
 
     def _watch_gradient(self, y):
         probe = self
+        context = self._context
 
         def merge(old, new):
             return [
@@ -304,7 +419,12 @@ class LayerProbe:
         @tf.custom_gradient
         def identity_watching_gradient(t):
             def gradient(dy):
-                grad, grad_nonfinite = st.moments(dy)
+                unscaled = st.as_float32(dy)
+                if context.loss_scale is not None:
+                    unscaled = unscaled / context.loss_scale()
+                grad, grad_nonfinite = st.moments(
+                    unscaled, context.replicas.all_sum
+                )
                 update = probe._write(
                     "backward", probe.backward, [*grad, grad_nonfinite], merge
                 )
@@ -316,13 +436,11 @@ class LayerProbe:
 
         return identity_watching_gradient(y)
 
-    # -- reading (runs inside the snapshot function) -----------------------
-
     def record_optimizer_step(self, gradients, before):
-        """Accumulates kernel-gradient and update norms for this layer.
+        """Stores kernel-gradient and update norms for this layer.
 
         Args:
-            gradients: The gradients of `self.kernels`, in order.
+            gradients: The (global) gradients of `self.kernels`, in order.
             before: The kernels' values before the update, in order.
         """
         after = [tf.convert_to_tensor(k) for k in self.kernels]
@@ -330,12 +448,15 @@ class LayerProbe:
         self.optimizer_sums.assign(
             tf.stack(
                 [
+                    tf.constant(1.0),
                     st.squared_norm(gradients),
                     st.squared_norm(delta),
                     st.squared_norm(before),
                 ]
             )
         )
+
+    # -- reading (runs inside the snapshot function) -----------------------
 
     def snapshot(self):
         """The probe's metrics, in `SNAPSHOT_METRICS` order, then a reset.
@@ -346,18 +467,19 @@ class LayerProbe:
         nan = tf.constant(_NAN)
         fwd = tf.unstack(self.forward)
         bwd = tf.unstack(self.backward)
-        grad_sq, delta_sq, weight_sq = tf.unstack(self.optimizer_sums)
+        measured, grad_sq, delta_sq, weight_sq = tf.unstack(self.optimizer_sums)
         out, inp, grad = st.Moments(*fwd[0:3]), st.Moments(*fwd[5:8]), st.Moments(*bwd[0:3])
         activation_var = st.variance(out)
-        has_kernels = bool(self.kernels)
+        # Unmeasured (no kernels, or a step the loss scaler skipped): NaN.
+        optimizer_ran = measured > 0.0
         row = {
             "activation_mean": st.mean(out),
             "activation_var": activation_var,
             "activation_gain": activation_var / st.variance(inp),
             "gradient_var": st.variance(grad),
-            "gradient_norm": tf.sqrt(grad_sq) if has_kernels else nan,
-            "update_ratio": (
-                tf.sqrt(delta_sq) / tf.sqrt(weight_sq) if has_kernels else nan
+            "gradient_norm": tf.where(optimizer_ran, tf.sqrt(grad_sq), nan),
+            "update_ratio": tf.where(
+                optimizer_ran, tf.sqrt(delta_sq) / tf.sqrt(weight_sq), nan
             ),
             "saturation_fraction": (
                 fwd[4] / out.count if self.tracks_saturation else nan
@@ -367,7 +489,7 @@ class LayerProbe:
             "gradient_nonfinite": tf.where(grad.count + bwd[3] > 0, bwd[3], nan),
         }
         if self.tracks_death and self.unit_activity is not None:
-            activity = self.unit_activity
+            activity = tf.convert_to_tensor(self.unit_activity)
             self.unit_window.assign_add(activity)
             units = tf.cast(tf.size(activity), tf.float32)
             dead = tf.reduce_sum(st.as_float32(tf.equal(activity, 0.0)))
@@ -376,22 +498,29 @@ class LayerProbe:
             row["dead_units_window"] = tf.reduce_sum(
                 st.as_float32(tf.equal(self.unit_window, 0.0))
             )
-            activity.assign(tf.zeros_like(activity))
-        if self.is_batch_norm:
-            layer = self.layer
-            calls, mean_sum, var_sum, skew_sum = tf.unstack(self.batch_norm)
-            row["bn_batch_mean"] = mean_sum / calls
-            row["bn_batch_var"] = var_sum / calls
-            row["bn_skew"] = skew_sum / calls
-            row["bn_moving_mean"] = _channel_average(layer.moving_mean)
-            row["bn_moving_var"] = _channel_average(layer.moving_variance)
-            row["bn_gamma"] = _channel_average(getattr(layer, "gamma", None))
-            row["bn_beta"] = _channel_average(getattr(layer, "beta", None))
-            self.batch_norm.assign(tf.zeros_like(self.batch_norm))
+            self.unit_activity.assign(tf.zeros_like(activity))
+        if self.batch_norm is not None:
+            row.update(self._batch_norm_row())
         # A layer skipped on the next recorded step must not show stale data.
         for variable in (self.forward, self.backward, self.optimizer_sums):
-            variable.assign(tf.zeros_like(variable))
+            variable.assign(tf.zeros(variable.shape))
         return tf.stack([row.get(name, nan) for name in SNAPSHOT_METRICS])
+
+    def _batch_norm_row(self):
+        layer = self.layer
+        count, mean, m2, moving_mean, moving_var = tf.unstack(self.batch_norm)
+        batch = st.Moments(count, mean, m2)
+        skew = tf.abs(mean - moving_mean) / tf.sqrt(moving_var + layer.epsilon)
+        self.batch_norm.assign(tf.zeros(self.batch_norm.shape))
+        return {
+            "bn_batch_mean": tf.reduce_mean(st.mean(batch)),
+            "bn_batch_var": tf.reduce_mean(st.variance(batch)),
+            "bn_skew": tf.reduce_mean(skew),
+            "bn_moving_mean": _channel_average(layer.moving_mean),
+            "bn_moving_var": _channel_average(layer.moving_variance),
+            "bn_gamma": _channel_average(getattr(layer, "gamma", None)),
+            "bn_beta": _channel_average(getattr(layer, "beta", None)),
+        }
 
     def reset_window(self):
         if self.unit_window is not None:
@@ -410,14 +539,14 @@ class OptimizerProbe:
     Args:
         optimizer: The model's `keras.optimizers.Optimizer`.
         probes: The `LayerProbe`s whose kernels to measure.
-        switch: The shared `CaptureSwitch`.
+        context: The `CaptureContext` of the model.
     """
 
-    def __init__(self, optimizer, probes, switch):
+    def __init__(self, optimizer, probes, context):
         # A LossScaleOptimizer hands scaled gradients to `apply` and the
         # unscaled ones to its inner optimizer: measure the real gradients.
         self.optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        self._switch = switch
+        self._context = context
         self._probes = probes
         self._installed = False
 
@@ -432,9 +561,10 @@ class OptimizerProbe:
         if self._installed:
             return
         original = self.optimizer.apply
+        context = self._context
 
         def apply_and_measure(grads, trainable_variables=None):
-            if not self._switch.active or trainable_variables is None:
+            if not context.switch.active or trainable_variables is None:
                 return original(grads, trainable_variables)
             per_probe, owners = {}, self._owners()
             for grad, variable in zip(grads, trainable_variables):
@@ -444,7 +574,9 @@ class OptimizerProbe:
                     slots = per_probe.setdefault(
                         probe, [None] * len(probe.kernels)
                     )
-                    slots[index] = (grad, tf.identity(variable.value))
+                    # Replicas hold their own batch's share: sum them.
+                    global_grad = context.replicas.sum(grad)
+                    slots[index] = (global_grad, tf.identity(variable.value))
             result = original(grads, trainable_variables)
             for probe, slots in per_probe.items():
                 if all(s is not None for s in slots):
@@ -462,6 +594,20 @@ class OptimizerProbe:
             self._installed = False
 
 
+def _loss_scale(optimizer):
+    """A function reading a LossScaleOptimizer's current scale, or None."""
+    if getattr(optimizer, "inner_optimizer", None) is None:
+        return None
+
+    def current_scale():
+        # As Keras' own `scale_loss`: the variable exists once built.
+        if optimizer.built:
+            return st.as_float32(optimizer.dynamic_scale)
+        return tf.constant(float(optimizer.initial_scale))
+
+    return current_scale
+
+
 class Instrumentation:
     """Installs probes on a model and runs its recorded steps.
 
@@ -477,23 +623,24 @@ class Instrumentation:
         self.model = model
         self._keep = keep
         self.switch = CaptureSwitch()
+        self.replicas = Replicas(model.distribute_strategy)
         self._unwatchable = {}
         self._seen = []
+        context = CaptureContext(
+            self.switch,
+            self.replicas,
+            saturation_threshold,
+            _loss_scale(model.optimizer),
+            self._mark_unwatchable,
+            self._mark_seen,
+        )
+        context.owner = self
+        self.attached = False
         self.probes = [
-            LayerProbe(
-                layer,
-                path,
-                nonlinearity,
-                self.switch,
-                saturation_threshold,
-                self._mark_unwatchable,
-                self._mark_seen,
-            )
+            LayerProbe(layer, path, nonlinearity, context)
             for path, layer, nonlinearity in selected
         ]
-        self.optimizer_probe = OptimizerProbe(
-            model.optimizer, self.probes, self.switch
-        )
+        self.optimizer_probe = OptimizerProbe(model.optimizer, self.probes, context)
         self._plain_function = None
         self._instrumented_function = None
         self._snapshot_function = None
@@ -514,9 +661,11 @@ class Instrumentation:
 
     def attach(self):
         """Installs the hooks and builds the instrumented train function."""
+        self._detach_earlier_instrumentation()
         for probe in self.probes:
             probe.install()
         self.optimizer_probe.install()
+        self.attached = True
         model = self.model
         model.make_train_function()
         self._plain_function = model.train_function
@@ -549,9 +698,33 @@ class Instrumentation:
 
         self._instrumented_function = instrumented_train_function
 
+    def _detach_earlier_instrumentation(self):
+        """An earlier GradWatch still hooked into these layers (its `fit` was
+        interrupted, or two watch one model) would stack its hooks under
+        ours: take it off first, and say so."""
+        earlier = []
+        for probe in self.probes:
+            other = getattr(probe.layer.call, "_gradwatch_probe", None)
+            if other is not None and other.owner not in earlier:
+                earlier.append(other.owner)
+        for instrumentation in earlier:
+            instrumentation.detach()
+        if earlier:
+            warnings.warn(
+                "GradWatch found another GradWatch still attached to this "
+                "model (from an interrupted fit, or a second GradWatch in the "
+                "same fit) and detached it. Use one GradWatch per model; its "
+                "`layers` and `layer_types` arguments choose the layers.",
+                stacklevel=3,
+            )
+
     def detach(self):
         """Removes every hook; the model is as it was before `attach`."""
-        if self._plain_function is not None:
+        self.attached = False
+        if self._plain_function is not None and self.model.train_function in (
+            self._plain_function,
+            self._instrumented_function,
+        ):
             self.model.train_function = self._plain_function
         for probe in self.probes:
             probe.uninstall()
@@ -576,17 +749,18 @@ class Instrumentation:
 
     def snapshot(self):
         """Reads and resets every probe: a `[metrics, layers]` numpy array."""
+        probes = self.watched
+        if not probes:
+            return np.zeros((len(SNAPSHOT_METRICS), 0), np.float32)
         if self._snapshot_function is None:
-            probes = self.watched
 
             @tf.function(autograph=False)
             def snapshot_all():
                 return tf.stack([p.snapshot() for p in probes], axis=1)
 
             self._snapshot_function = snapshot_all
-        if not self.watched:
-            return np.zeros((len(SNAPSHOT_METRICS), 0), np.float32)
-        return self._snapshot_function().numpy()
+        with self.replicas.strategy.scope():
+            return self._snapshot_function().numpy()
 
     def reset_windows(self):
         for probe in self.probes:

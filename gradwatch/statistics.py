@@ -24,11 +24,20 @@ def as_float32(x):
     return tf.cast(x, tf.float32)
 
 
-def moments(x):
+def _local(values):
+    return values
+
+
+def moments(x, all_sum=None):
     """Moments of every finite element of `x`, and its non-finite count.
 
     Args:
         x: A float tensor of any shape.
+        all_sum: Optional function summing a tensor over every replica of a
+            distributed step (`ReplicaContext.all_reduce`). With it the
+            moments describe the global batch: the mean from summed counts
+            and sums, then the squared deviations from that global mean
+            (two passes, exact, no cancellation).
 
     Returns:
         `(moments, nonfinite)`: a `Moments` of float32 scalars and a float32
@@ -40,15 +49,23 @@ def moments(x):
     >>> float(m.count), float(m.mean), float(m.m2), float(bad)
     (2.0, 2.0, 2.0, 1.0)
     """
+    all_sum = all_sum or _local
     x = as_float32(x)
     finite = tf.math.is_finite(x)
-    count = tf.reduce_sum(as_float32(finite))
-    mean = tf.math.divide_no_nan(
-        tf.reduce_sum(tf.where(finite, x, 0.0)), count
+    count, total, size = tf.unstack(
+        all_sum(
+            tf.stack(
+                [
+                    tf.reduce_sum(as_float32(finite)),
+                    tf.reduce_sum(tf.where(finite, x, 0.0)),
+                    as_float32(tf.size(x)),
+                ]
+            )
+        )
     )
-    m2 = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0))
-    nonfinite = as_float32(tf.size(x)) - count
-    return Moments(count, mean, m2), nonfinite
+    mean = tf.math.divide_no_nan(total, count)
+    m2 = all_sum(tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0)))
+    return Moments(count, mean, m2), size - count
 
 
 def merge_moments(a, b):
@@ -122,21 +139,28 @@ def unit_activity(y, floor):
     return tf.reduce_sum(active, axis=axes) if axes else active
 
 
-def channel_moments(x, channel_axes):
-    """Per-channel batch mean and variance, as BatchNormalization sees them.
+def channel_moments(x, channel_axes, all_sum=None):
+    """Per-channel moments over the batch, as BatchNormalization sees them.
 
     Args:
         x: The BatchNormalization layer's input.
         channel_axes: The axes that index channels (the layer's `axis`).
+        all_sum: Optional cross-replica sum, as for `moments`.
 
     Returns:
-        `(mean, variance)`, each of the channel shape.
+        A `Moments` whose fields have the channel shape.
     """
+    all_sum = all_sum or _local
     x = as_float32(x)
     rank = len(x.shape)
     channel_axes = [a % rank for a in channel_axes]
     reduce_axes = [a for a in range(rank) if a not in channel_axes]
-    return tf.nn.moments(x, axes=reduce_axes)
+    sums = tf.reduce_sum(x, axis=reduce_axes)
+    count = as_float32(tf.size(x)) / as_float32(tf.size(sums))
+    count, sums = all_sum(count), all_sum(sums)
+    mean = sums / count
+    m2 = all_sum(tf.reduce_sum(tf.square(x - mean), axis=reduce_axes))
+    return Moments(tf.fill(tf.shape(mean), count), mean, m2)
 
 
 def squared_norm(tensors):
