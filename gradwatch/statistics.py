@@ -49,22 +49,18 @@ def moments(x, all_sum=None):
     >>> float(m.count), float(m.mean), float(m.m2), float(bad)
     (2.0, 2.0, 2.0, 1.0)
     """
-    all_sum = all_sum or _local
     x = as_float32(x)
     finite = tf.math.is_finite(x)
-    count, total, size = tf.unstack(
-        all_sum(
-            tf.stack(
-                [
-                    tf.reduce_sum(as_float32(finite)),
-                    tf.reduce_sum(tf.where(finite, x, 0.0)),
-                    as_float32(tf.size(x)),
-                ]
-            )
-        )
-    )
+    count = tf.reduce_sum(as_float32(finite))
+    total = tf.reduce_sum(tf.where(finite, x, 0.0))
+    size = as_float32(tf.size(x))
+    if all_sum is not None:
+        # One all-reduce for the three partial sums.
+        count, total, size = tf.unstack(all_sum(tf.stack([count, total, size])))
     mean = tf.math.divide_no_nan(total, count)
-    m2 = all_sum(tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0)))
+    m2 = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0))
+    if all_sum is not None:
+        m2 = all_sum(m2)
     return Moments(count, mean, m2), size - count
 
 
