@@ -11,11 +11,22 @@ run.metric("gradient_var")  # [steps, layers]
 ```
 """
 
-from gradwatch.callback import DEFAULT_UPDATE_FREQ, GradWatch
 from gradwatch.reader import Recording, load
 from gradwatch_tensorboard.metadata import METRIC_NAMES, METRICS
 
 __version__ = "0.1.0"
+
+# Reading a log dir (`load`, `python -m gradwatch report`) needs no
+# TensorFlow; only the callback does, so it is imported on first use.
+_LAZY = {"GradWatch", "DEFAULT_UPDATE_FREQ"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        from gradwatch import callback
+
+        return getattr(callback, name)
+    raise AttributeError(f"module 'gradwatch' has no attribute {name!r}")
 
 __all__ = [
     "DEFAULT_UPDATE_FREQ",

@@ -4,6 +4,7 @@ import math
 import numbers
 import os
 import tempfile
+import time
 
 import keras
 from keras.src.utils import io_utils
@@ -12,7 +13,7 @@ import numpy as np
 from gradwatch_tensorboard import metadata
 from gradwatch_tensorboard.summary import SummaryWriter
 
-from . import activations, hooks, init_audit, selection
+from . import activations, findings, hooks, init_audit, selection
 
 # Measured on a 20 x 256 ReLU MLP with BatchNorm (benchmarks/overhead.py):
 # recording every 64th step costs within noise of plain `fit`.
@@ -50,8 +51,16 @@ class GradWatch(keras.callbacks.Callback):
         headline_scalars: Whether to also write a few scalars (worst dead
             fraction, worst saturation, backward variance ratio, non-finite
             count) to TensorBoard's Scalars dashboard.
-        verbose: 0 for silence, 1 for one line when recording starts and a
-            warning line when non-finite values first appear.
+        verbose: 0 for silence, 1 for one line when recording starts, a
+            warning line when non-finite values first appear, a line when a
+            warning finding (see `gradwatch.findings`) appears or changes
+            (rate-limited) and a summary of the findings when `fit` ends; 2
+            also prints info findings as they appear.
+        thresholds: A `gradwatch.findings.Thresholds` for the findings
+            checked while training (None: the defaults).
+
+    After `fit`, `self.findings` lists that `fit`'s findings; they are also
+    written into `log_dir` for TensorBoard and `gradwatch.load(...)`.
 
     Example:
 
@@ -71,8 +80,20 @@ class GradWatch(keras.callbacks.Callback):
         saturation_threshold=0.05,
         headline_scalars=True,
         verbose=1,
+        thresholds=None,
     ):
         super().__init__()
+        if thresholds is not None and not isinstance(
+            thresholds, findings.Thresholds
+        ):
+            raise TypeError(
+                "Argument `thresholds` must be None or a "
+                "gradwatch.findings.Thresholds. "
+                f"Received: thresholds={thresholds!r}"
+            )
+        self.thresholds = thresholds or findings.Thresholds()
+        self.findings = []
+        self._live_findings = None
         if not isinstance(log_dir, (str, os.PathLike)) or not os.fspath(log_dir):
             raise TypeError(
                 "Argument `log_dir` must be a non-empty path (str or "
@@ -134,7 +155,9 @@ class GradWatch(keras.callbacks.Callback):
                 "GradWatch needs a compiled model: call `model.compile(...)` "
                 "before `fit`."
             )
-        _check_writable(self.log_dir)
+        chief = hooks.Replicas(model.distribute_strategy).is_chief
+        if chief:
+            _check_writable(self.log_dir)
         selected = selection.select_layers(
             model, self.layer_patterns, self.layer_types
         )
@@ -165,8 +188,12 @@ class GradWatch(keras.callbacks.Callback):
         if self._instrumentation is not None:
             self._instrumentation.reset_windows()
 
+    def _attached(self):
+        # Another GradWatch on the same model may have taken over.
+        return self._instrumentation is not None and self._instrumentation.attached
+
     def on_train_batch_begin(self, batch, logs=None):
-        if self._instrumentation is None:
+        if not self._attached():
             return
         first = self._next_step
         last = first + self._steps_per_call() - 1
@@ -178,7 +205,7 @@ class GradWatch(keras.callbacks.Callback):
             self._recording_step = None
 
     def on_train_batch_end(self, batch, logs=None):
-        if self._instrumentation is None:
+        if not self._attached():
             return
         steps = self._steps_per_call()
         if self._recording_step is not None:
@@ -191,6 +218,10 @@ class GradWatch(keras.callbacks.Callback):
         if self._instrumentation is not None:
             self._instrumentation.detach()
             self._instrumentation = None
+        if self._live_findings is not None:
+            if self._writer is not None:
+                self.findings = self._live_findings.finish(self._writer)
+            self._live_findings = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -202,6 +233,8 @@ class GradWatch(keras.callbacks.Callback):
 
     def _write(self, step):
         instrumentation = self._instrumentation
+        if not instrumentation.replicas.is_chief:
+            return  # Other workers of a multi-worker job write nothing.
         values = instrumentation.snapshot()
         probes = instrumentation.watched
         if not probes:
@@ -222,10 +255,17 @@ class GradWatch(keras.callbacks.Callback):
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
             self._pending_audit = None
+            self._live_findings = _LiveFindings(
+                self.log_dir, layer_names, audit, self.thresholds, self.verbose
+            )
         layer_metrics = dict(zip(hooks.SNAPSHOT_METRICS, values))
         self._note_nonfinite(step, layer_names, layer_metrics)
         scalars = headline(layer_metrics) if self.headline_scalars else None
         self._writer.write_step(step, layer_metrics, scalars)
+        if self._live_findings is not None:
+            self._live_findings.record(
+                step, layer_metrics, self.first_nonfinite, self._writer
+            )
 
     def _note_nonfinite(self, step, layer_names, layer_metrics):
         if self.first_nonfinite is not None:
@@ -331,3 +371,137 @@ def _check_writable(log_dir):
         raise ValueError(
             f"GradWatch cannot write to log_dir={log_dir!r}: {e}"
         ) from e
+
+
+class _LiveFindings:
+    """Findings while training: a bounded window of recent rows, evaluated
+    by `findings.evaluate` as steps are recorded, folded into a history.
+
+    Memory is `O(WINDOW x metrics x layers)`, whatever the number of steps.
+    Time: an evaluation costs milliseconds (tens with hundreds of layers);
+    when records come faster than that matters, evaluations are spaced so
+    they take at most 1/`TIME_SHARE` of the wall time, yet happen at least
+    every `WINDOW // 2` records (no row leaves the window unseen) and on the
+    last one. Console lines are rate-limited: a finding is printed when it first
+    appears; a change (more layers, worse severity) at most once every
+    `QUIET_RECORDS` recorded steps, and at most `MAX_LINES` lines per step.
+    The findings document is written at the first evaluation, rewritten when
+    something appears or changes or `DOCUMENT_EVERY` records have passed, and
+    when `fit` ends.
+    """
+
+    WINDOW = 64
+    TIME_SHARE = 20
+    QUIET_RECORDS = 16
+    MAX_LINES = 3
+    DOCUMENT_EVERY = 16
+
+    def __init__(self, log_dir, layer_names, audit, thresholds, verbose):
+        self.log_dir = log_dir
+        self.thresholds = thresholds
+        self.verbose = verbose
+        self.window = findings.RecentWindow(layer_names, self.WINDOW)
+        self.window.init_audit = audit or None
+        self.tracker = findings.FindingTracker(layer_names)
+        self.records = 0
+        self.last_printed = {}  # key -> record index
+        self.pending = {}  # key -> finding whose change is not printed yet
+        self.last_document = None
+        self.last_step = None
+        self.evaluated = 0  # records when last evaluated
+        self.cost = 0.0  # seconds the last evaluation took
+        self.finished_at = 0.0
+
+    def record(self, step, layer_metrics, first_nonfinite, writer):
+        if self.window.init_audit_step is None:
+            self.window.init_audit_step = step
+        self.records += 1
+        self.last_step = step
+        self.window.append(step, layer_metrics)
+        self.window.first_nonfinite = first_nonfinite
+        now = time.perf_counter()
+        if (
+            self.records - self.evaluated < self.WINDOW // 2
+            and now - self.finished_at < self.TIME_SHARE * self.cost
+        ):
+            return  # evaluated a moment ago; the window keeps these rows
+        self._evaluate(writer)
+
+    def _evaluate(self, writer):
+        start = time.perf_counter()
+        events = self.tracker.update(
+            findings.evaluate(self.window, self.thresholds)
+        )
+        self.evaluated = self.records
+        self.finished_at = time.perf_counter()
+        self.cost = self.finished_at - start
+        self._print(events)
+        due = (
+            self.last_document is None
+            or self.records - self.last_document >= self.DOCUMENT_EVERY
+        )
+        if events or due:
+            self._write(writer, final=False)
+
+    def _shown(self, finding):
+        if not self.verbose:
+            return False
+        if finding.rule == "nonfinite":
+            return False  # `_note_nonfinite` has printed it.
+        return finding.severity == findings.WARNING or self.verbose >= 2
+
+    def _print(self, events):
+        # New findings print at once; changes wait for the quiet period.
+        for _, finding in events:
+            if self._shown(finding):
+                self.pending[finding.key] = finding
+        lines = 0
+        for key, finding in list(self.pending.items()):
+            last = self.last_printed.get(key)
+            if last is not None and self.records - last < self.QUIET_RECORDS:
+                continue
+            if lines >= self.MAX_LINES:
+                break
+            io_utils.print_msg(
+                f"GradWatch {finding.severity} ({finding.rule}): "
+                f"{finding.message}. {finding.remedy}"
+            )
+            self.last_printed[key] = self.records
+            del self.pending[key]
+            lines += 1
+
+    def _write(self, writer, final):
+        document = {
+            "version": metadata.FINDINGS_VERSION,
+            "step": int(self.last_step),
+            "final": bool(final),
+            "thresholds": self.thresholds.to_json(),
+            "findings": [f.to_json() for f in self.tracker.findings()],
+        }
+        writer.write_document(
+            self.last_step, metadata.FINDINGS_TAG, document, kind="findings"
+        )
+        self.last_document = self.records
+
+    def finish(self, writer):
+        """Writes the final document, prints the summary; returns the list."""
+        if self.last_step is None:
+            return self.tracker.findings()
+        if self.evaluated < self.records:
+            self._evaluate(writer)
+        result = self.tracker.findings()
+        self._write(writer, final=True)
+        if self.verbose:
+            tally = findings.counts(result)
+            if not result:
+                io_utils.print_msg("GradWatch findings: none.")
+                return result
+            lines = [
+                f"GradWatch findings: {tally['warning']} warning(s), "
+                f"{tally['info']} info (`python -m gradwatch report "
+                f"{self.log_dir}` for remedies)"
+            ]
+            for f in result:
+                lines.append(f"  {f.severity:<7} {f.rule}: {f.message}")
+            io_utils.print_msg("\n".join(lines))
+        return result

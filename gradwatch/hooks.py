@@ -754,7 +754,9 @@ class Instrumentation:
             return np.zeros((len(SNAPSHOT_METRICS), 0), np.float32)
         if self._snapshot_function is None:
 
-            @tf.function(autograph=False)
+            # XLA fuses the many tiny reductions into one kernel; it is not
+            # used on replicated (ON_READ) state.
+            @tf.function(autograph=False, jit_compile=not self.replicas.distributed)
             def snapshot_all():
                 return tf.stack([p.snapshot() for p in probes], axis=1)
 
