@@ -25,6 +25,9 @@ class Recording:
             None.
         first_nonfinite: `{"step", "layer", "kind"}` of the first NaN/Inf, or
             None.
+        recorded_findings: The findings document the callback wrote last
+            (`{"version", "step", "final", "findings": [...]}`), or None.
+            `findings()` evaluates the whole record afresh instead.
     """
 
     def __init__(self, log_dir, layers, steps, values, scalars, documents):
@@ -37,6 +40,7 @@ class Recording:
         self.headlines = sorted(scalars)
         self.init_audit = documents.get(metadata.INIT_AUDIT_TAG)
         self.first_nonfinite = documents.get(metadata.FIRST_NONFINITE_TAG)
+        self.recorded_findings = documents.get(metadata.FINDINGS_TAG)
 
     def metric(self, name):
         """Values of one metric.
@@ -54,6 +58,20 @@ class Recording:
                 f"Metrics present: {self.metrics}"
             )
         return self._values[name].copy()
+
+    def findings(self, thresholds=None):
+        """Named problems in this record, with remedies.
+
+        Args:
+            thresholds: A `gradwatch.findings.Thresholds`, or None for the
+                defaults.
+
+        Returns:
+            A list of `gradwatch.findings.Finding`, warnings first.
+        """
+        from . import findings  # numpy only
+
+        return findings.evaluate(self, thresholds)
 
     def headline(self, name):
         """A headline scalar as a float ndarray over `steps` (NaN if absent)."""
@@ -146,6 +164,16 @@ def load(log_dir):
 
 def _take_value(event, value, tag_layers, layers, records, scalars, documents):
     tag = value.tag
+    if tag == metadata.FINDINGS_TAG:
+        # The latest document wins (files and events are read in order).
+        text = tensor_util.make_ndarray(value.tensor).reshape(-1)[0]
+        try:
+            document = json.loads(text.decode("utf-8"))
+        except (ValueError, UnicodeDecodeError):
+            return
+        if isinstance(document, dict):
+            documents[tag] = document
+        return
     if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
         try:
             names = metadata.parse_plugin_content(

@@ -23,6 +23,12 @@ SCALAR_TAG_PREFIX = "gradwatch_headline/"
 INIT_AUDIT_TAG = "gradwatch_init_audit"
 # A JSON document written once: where NaN/Inf first appeared.
 FIRST_NONFINITE_TAG = "gradwatch_first_nonfinite"
+# A JSON document, rewritten as findings appear and when `fit` ends: the
+# findings (`gradwatch.findings`). Written under this plugin's name with its own
+# content (`create_document_metadata`), so the plugin reads it through the data
+# provider; its tag has no `TAG_PREFIX`, so no reader takes it for a metric.
+FINDINGS_TAG = "gradwatch_findings"
+FINDINGS_VERSION = 1
 # Keep every recorded step up to this many per series in TensorBoard (it
 # reservoir-samples beyond). The plugin's loader sets it as the default.
 SAMPLES_PER_SERIES = 20_000
@@ -177,6 +183,25 @@ def create_summary_metadata(layers):
         `DATA_CLASS_TENSOR` and JSON content `{"version", "layers"}`.
     """
     content = json.dumps({"version": FORMAT_VERSION, "layers": list(layers)})
+    return summary_pb2.SummaryMetadata(
+        plugin_data=summary_pb2.SummaryMetadata.PluginData(
+            plugin_name=PLUGIN_NAME, content=content.encode("utf-8")
+        ),
+        data_class=summary_pb2.DATA_CLASS_TENSOR,
+    )
+
+
+def create_document_metadata(kind):
+    """A `SummaryMetadata` for a JSON document served by this plugin.
+
+    Args:
+        kind: What the document is, e.g. `"findings"`.
+
+    Returns:
+        A `summary_pb2.SummaryMetadata` naming the plugin, with
+        `DATA_CLASS_TENSOR` and JSON content `{"version", "document"}`.
+    """
+    content = json.dumps({"version": FORMAT_VERSION, "document": kind})
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=PLUGIN_NAME, content=content.encode("utf-8")

@@ -12,10 +12,14 @@ Routes (relative to the plugin's folder):
   value of each column, so a short-lived pathology never averages away; other
   metrics keep the real value at the column's last step.
 - `profile?run=R&step=S`: every metric across layers at one recorded step.
+- `findings?run=R`: the latest findings document the callback wrote for the
+  run (`gradwatch.findings`): named problems with their layers, steps, metric
+  and remedy; an empty list (`available: false`) if it wrote none yet.
 - `static/<file>`: the page.
 """
 
 import collections
+import json
 import mimetypes
 import os
 import threading
@@ -51,6 +55,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             "/runs": self._serve_runs,
             "/heatmap": self._serve_heatmap,
             "/profile": self._serve_profile,
+            "/findings": self._serve_findings,
             "/static/*": self._serve_static,
         }
 
@@ -218,6 +223,46 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, body, "application/json")
 
     @werkzeug.wrappers.Request.application
+    def _serve_findings(self, request):
+        run = _required(request, "run")
+        ctx, experiment, listing = self._listing(request.environ)
+        self._run_tags(listing, run)  # NotFoundError for an unknown run
+        body = {"run": run, "available": False, "step": None, "final": False,
+                "findings": []}
+        series = (listing.get(run) or {}).get(metadata.FINDINGS_TAG)
+        if series is not None:
+            document = self._read_findings(ctx, experiment, run, series)
+            if document is not None:
+                body.update(document)
+        return http_util.Respond(request, body, "application/json")
+
+    def _read_findings(self, ctx, experiment, run, time_series):
+        """The run's latest findings document, validated; cached until it changes."""
+        key = (experiment, run, metadata.FINDINGS_TAG)
+        version = (time_series.max_step, time_series.max_wall_time)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None and cached[0] == version:
+                return cached[1]
+        result = self._data_provider.read_tensors(
+            ctx,
+            experiment_id=experiment,
+            plugin_name=metadata.PLUGIN_NAME,
+            downsample=metadata.SAMPLES_PER_SERIES,
+            run_tag_filter=_run_tag_filter(run, metadata.FINDINGS_TAG),
+        )
+        data = result.get(run, {}).get(metadata.FINDINGS_TAG, [])
+        document = None
+        if data:
+            latest = max(data, key=lambda d: (d.step, d.wall_time))
+            document = parse_findings_document(latest.numpy)
+        with self._cache_lock:
+            self._cache[key] = (version, document)
+            while len(self._cache) > _CACHE_SIZE:
+                self._cache.popitem(last=False)
+        return document
+
+    @werkzeug.wrappers.Request.application
     def _serve_static(self, request):
         name = request.path.rsplit("/static/", 1)[-1]
         path = _static_path(name)
@@ -227,6 +272,48 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         if path.endswith(".js"):
             mimetype = "text/javascript"
         return http_util.Respond(request, contents, mimetype)
+
+
+_FINDING_TEXT = ("rule", "severity", "message", "remedy", "metric", "summary", "group")
+
+
+def parse_findings_document(value):
+    """Validates a findings document (a string tensor of JSON).
+
+    Returns:
+        `{"available", "step", "final", "findings": [...]}` with every field
+        of every finding of the expected type, or None if `value` is not a
+        findings document. Unknown fields are dropped.
+    """
+    try:
+        text = np.asarray(value, dtype=object).reshape(-1)[0]
+        if isinstance(text, bytes):
+            text = text.decode("utf-8")
+        document = json.loads(text)
+    except (IndexError, ValueError, TypeError, UnicodeDecodeError):
+        return None
+    if not isinstance(document, dict) or not isinstance(document.get("findings"), list):
+        return None
+    findings = []
+    for item in document["findings"]:
+        if not isinstance(item, dict):
+            continue
+        try:
+            finding = {name: str(item.get(name, "")) for name in _FINDING_TEXT}
+            finding["layers"] = [str(n) for n in item.get("layers") or []]
+            finding["first_step"] = int(item["first_step"])
+            finding["last_step"] = int(item["last_step"])
+            finding["ongoing"] = bool(item.get("ongoing", False))
+        except (KeyError, TypeError, ValueError):
+            continue
+        findings.append(finding)
+    step = document.get("step")
+    return {
+        "available": True,
+        "step": int(step) if isinstance(step, int) else None,
+        "final": bool(document.get("final", False)),
+        "findings": findings,
+    }
 
 
 def _static_path(name):

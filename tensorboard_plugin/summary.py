@@ -95,7 +95,7 @@ class SummaryWriter:
         self._add(step, values)
         self._writer.flush()
 
-    def write_document(self, step, tag, document):
+    def write_document(self, step, tag, document, kind=None):
         """Writes a JSON document (for example the init audit) as a string
         tensor, also readable as text in TensorBoard's Text dashboard.
 
@@ -103,6 +103,9 @@ class SummaryWriter:
             step: The global training step.
             tag: Summary tag.
             document: A JSON-serialisable object.
+            kind: None for a Text-dashboard document; a name (e.g.
+                `"findings"`) for one served by the GradWatch plugin instead
+                (`metadata.create_document_metadata(kind)`).
         """
         text = json.dumps(document, allow_nan=True)
         value = summary_pb2.Summary.Value(
@@ -111,8 +114,15 @@ class SummaryWriter:
                 np.array([text.encode("utf-8")], dtype=object)
             ),
         )
-        value.metadata.plugin_data.plugin_name = "text"
-        value.metadata.data_class = summary_pb2.DATA_CLASS_TENSOR
+        if kind is None:
+            value.metadata.plugin_data.plugin_name = "text"
+            value.metadata.data_class = summary_pb2.DATA_CLASS_TENSOR
+        else:
+            md = self._metadata_once(
+                tag, lambda: metadata.create_document_metadata(kind)
+            )
+            if md is not None:
+                value.metadata.CopyFrom(md)
         self._add(step, [value])
         self._writer.flush()
 

@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import gradwatch
+from gradwatch_tensorboard import metadata
 from gradwatch_tensorboard.summary import SummaryWriter
 
 HOSTILE_LAYER = "<img src=x onerror=alert(1)>"
@@ -47,5 +48,14 @@ def write_gallery(root):
             "activation_var": np.linspace(0.5, 2.0, len(HOSTILE_LAYERS)) * (1 + step),
             "gradient_var": np.logspace(-6, -2, len(HOSTILE_LAYERS)),
         })
+    # A findings document naming them, as the callback writes it.
+    writer.write_document(18, metadata.FINDINGS_TAG, {
+        "version": 1, "step": 18, "final": True, "findings": [{
+            "rule": "dying_units", "severity": "warning", "layers": HOSTILE_LAYERS[:2],
+            "first_step": 4, "last_step": 18, "ongoing": True, "metric": "gradient_var",
+            "message": f"layers {HOSTILE_LAYERS[0]}\u2013{HOSTILE_LAYERS[1]}: 50% of units dead since step 4",
+            "remedy": "<script>alert(3)</script>",
+        }],
+    }, kind="findings")
     writer.close()
     return root

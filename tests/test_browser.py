@@ -159,6 +159,59 @@ def test_filter_hides_rows(page):
     assert "dense_0" not in tooltip.inner_text()
 
 
+def warning_outline_pixels(frame):
+    """Pixels of the heatmap in the warning outline colour (#d50000)."""
+    return frame.locator("canvas.gw-heatmap").first.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] > 200 && d[i+1] < 30 && d[i+2] < 30) n++;
+            return n;
+        }"""
+    )
+
+
+def test_findings_panel_lists_marks_and_selects(page, screenshots):
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("sigmoid")
+    panel = frame.locator("#gw-findings")
+    finding = panel.locator('.gw-finding[data-rule="vanishing_gradients"]')
+    finding.wait_for(timeout=30000)
+    text = finding.inner_text()
+    assert "warning" in text.lower() and "vanishing_gradients" in text
+    assert "dense_0" in text  # the message names the layers
+    assert "BatchNormalization" in text  # the remedy
+    assert "warning" in panel.locator(".gw-findings-counts").inner_text()
+    # The heatmap outlines the finding's layers and steps.
+    assert wait_until(page, lambda: warning_outline_pixels(frame) > 50)
+    assert frame.locator("#gw-metric").input_value() == "activation_var"
+    before = canvas_signature(frame)
+    finding.click()
+    # Clicking selects its metric (and redraws the heatmap for it).
+    assert wait_until(page, lambda: frame.locator("#gw-metric").input_value() == "gradient_var")
+    assert wait_until(page, lambda: canvas_signature(frame) != before)
+    assert "gw-selected" in (finding.get_attribute("class") or "")
+    page.screenshot(path=os.path.join(screenshots, "findings_panel.png"), full_page=True)
+
+    # A healthy run says so.
+    frame.locator("#gw-run").select_option("relu")
+    assert wait_until(page, lambda: "No findings" in panel.inner_text() or panel.locator(".gw-finding").count() > 0)
+
+
+def test_findings_render_hostile_names_as_text(page, screenshots):
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option(HOSTILE_RUN)
+    finding = frame.locator('#gw-findings .gw-finding[data-rule="dying_units"]')
+    finding.wait_for(timeout=30000)
+    assert HOSTILE_LAYERS[0] in finding.inner_text()
+    assert "<script>alert(3)</script>" in finding.inner_text()
+    finding.click()
+    page.wait_for_timeout(500)
+    assert frame.locator("img").count() == 0
+    assert frame.locator("script", has_text="alert").count() == 0
+    page.screenshot(path=os.path.join(screenshots, "findings_hostile.png"), full_page=True)
+
+
 @pytest.mark.skipif(not os.environ.get("GRADWATCH_README_SCREENSHOT"), reason="maintainer tool")
 def test_readme_screenshot(page):
     """Regenerates docs/heatmaps.png: GRADWATCH_README_SCREENSHOT=1 pytest -k readme."""

@@ -69,6 +69,7 @@ export class HeatmapView {
     this.rowH = 12;
     this.maxBodyH = 480;
     this.marker = null;
+    this.regions = [];
     this.hover = null;
     this.drag = null;
     this.width = 0;
@@ -143,7 +144,7 @@ export class HeatmapView {
     }
   }
 
-  /** Sets any of: data, scale, filter, domain, rowH, maxBodyH, marker; redraws what changed. */
+  /** Sets any of: data, scale, filter, domain, rowH, maxBodyH, marker, regions; redraws what changed. */
   set(props) {
     let codes = false;
     let rows = false;
@@ -179,6 +180,10 @@ export class HeatmapView {
     let draw = false;
     if ('marker' in props && props.marker !== this.marker) {
       this.marker = props.marker;
+      draw = true;
+    }
+    if ('regions' in props && props.regions !== this.regions) {
+      this.regions = props.regions || [];
       draw = true;
     }
     if (codes || rows || image || layout) this.refresh({ codes, rows });
@@ -382,6 +387,7 @@ export class HeatmapView {
       ctx.imageSmoothingEnabled = false;
       ctx.drawImage(this.off, 0, r0, this.off.width, r1 - r0, bx, yOf(r0), bw, (r1 - r0) * rowH);
     }
+    this.drawRegions(r0, r1, yOf);
     if (this.marker !== null && this.marker !== undefined) {
       const x = Math.round(this.stepToX(this.marker)) + 0.5;
       if (x >= bx && x <= bx + bw) {
@@ -432,6 +438,81 @@ export class HeatmapView {
     this.drawLabels(r0, r1, yOf);
     this.drawAxis();
     this.drawScrollIndicator(top);
+  }
+
+  /** Index of the column whose step span holds step `s` (nearest column outside the data). */
+  columnAt(s) {
+    const d = this.data;
+    let lo = 0;
+    let hi = d.starts.length - 1;
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1;
+      if (d.starts[mid] <= s) lo = mid;
+      else hi = mid - 1;
+    }
+    return lo;
+  }
+
+  /**
+   * Outlines finding regions: `regions` is a list of
+   * {layers: Set of layer names, first, last (steps), severity, selected}.
+   * Each run of consecutive visible rows of a region gets one rectangle from
+   * the start of the column holding `first` to the end of the one holding `last`.
+   */
+  drawRegions(r0, r1, yOf) {
+    const d = this.data;
+    if (!this.regions.length || !d || d.steps.length === 0 || r1 <= r0) return;
+    const ctx = this.ctx;
+    const bx = this.bodyX;
+    const bw = this.bodyW;
+    for (const region of this.regions) {
+      let x0 = this.stepToX(d.starts[this.columnAt(region.first)]);
+      let x1 = this.stepToX(d.ends[this.columnAt(region.last)]);
+      if (x1 < bx || x0 > bx + bw) continue;
+      x0 = Math.max(bx + 1, x0);
+      x1 = Math.min(bx + bw - 1, x1);
+      if (x1 - x0 < 4) {
+        const mid = (x0 + x1) / 2;
+        x0 = mid - 2;
+        x1 = mid + 2;
+      }
+      const color = region.severity === 'warning' ? '#d50000' : '#1565c0';
+      const width = region.selected ? 3 : 2;
+      let r = r0;
+      while (r < r1) {
+        if (!region.layers.has(d.layers[this.rows[r]])) {
+          r++;
+          continue;
+        }
+        let end = r;
+        while (end + 1 < r1 && region.layers.has(d.layers[this.rows[end + 1]])) end++;
+        const y0 = yOf(r) + 1;
+        const y1 = yOf(end + 1) - 1;
+        ctx.setLineDash(region.severity === 'warning' ? [] : [5, 3]);
+        ctx.lineWidth = width + 2;
+        ctx.strokeStyle = 'rgba(255,255,255,0.85)';
+        ctx.strokeRect(x0, y0, x1 - x0, Math.max(2, y1 - y0));
+        ctx.lineWidth = width;
+        ctx.strokeStyle = color;
+        ctx.strokeRect(x0, y0, x1 - x0, Math.max(2, y1 - y0));
+        ctx.setLineDash([]);
+        r = end + 1;
+      }
+    }
+  }
+
+  /** Scrolls the rows so that `layer` (a name) is in view; returns whether it is shown. */
+  scrollToLayer(layer) {
+    if (!this.data) return false;
+    const r = this.rows.findIndex((i) => this.data.layers[i] === layer);
+    if (r < 0) return false;
+    const top = r * this.rowH;
+    const view = this.scroller.scrollTop;
+    if (top < view || top + this.rowH > view + this.bodyH) {
+      this.scroller.scrollTop = Math.max(0, top - this.bodyH / 3);
+      this.requestDraw();
+    }
+    return true;
   }
 
   /** Thin position indicator at the right edge when rows overflow (also for overlay scrollbars). */

@@ -8,6 +8,7 @@
 import { decodeHeatmap, getJSON } from './api.js';
 import { buildScale } from './colors.js';
 import { Controls } from './controls.js';
+import { FindingsPanel } from './findings.js';
 import { formatStep, formatValue } from './format.js';
 import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
 import { Legend } from './legend.js';
@@ -102,6 +103,9 @@ class App {
     head.appendChild(about);
     this.panelHost = el('div', 'gw-panels');
     card.append(head, this.panelHost);
+    this.findingsPanel = new FindingsPanel(this.main, {
+      select: (run, finding) => this.focusFinding(run, finding),
+    });
     this.main.appendChild(card);
     this.tooltip = new Tooltip(this.root);
     this.profile = new ProfileView(this.main, this.tooltip);
@@ -159,6 +163,7 @@ class App {
         this.applyRuns(json);
       }
       await this.refreshPanels();
+      await this.refreshFindings();
       this.lastUpdate = new Date();
     } catch (err) {
       this.runsError = `Could not load runs: ${err.message}`;
@@ -348,6 +353,7 @@ class App {
       const props = { data: p.data, filter: this.filter, domain, rowH, maxBodyH };
       if (p.data && p.data.metric === this.metric && this.scale) props.scale = this.scale;
       props.marker = this.profileSel && this.profileSel.run === p.run ? this.profileSel.step : null;
+      props.regions = this.findingsPanel.regionsOf(p.run);
       p.view.set(props);
     }
   }
@@ -361,6 +367,38 @@ class App {
     this.syncPanels();
     this.rebuildScale();
     this.refreshPanels();
+    this.refreshFindings();
+  }
+
+  // ---- findings --------------------------------------------------------------
+
+  async refreshFindings() {
+    if (await this.findingsPanel.refresh(this.selectedRuns())) this.layoutPanels();
+  }
+
+  /** Shows a finding: selects its metric, zooms to its steps, scrolls to its first layer. */
+  focusFinding(run, finding) {
+    const info = this.runInfo(run);
+    if (info && finding.metric && info.metrics.includes(finding.metric) && finding.metric !== this.metric) {
+      this.selectMetric(finding.metric);
+    }
+    const first = info ? info.firstStep : 0;
+    const last = info ? Math.max(info.lastStep, finding.last) : finding.last;
+    if (finding.first <= first && finding.last >= last) {
+      this.setZoom(null);
+    } else {
+      const pad = Math.max(1, 0.15 * (finding.last - finding.first), 0.04 * Math.max(1, last - first));
+      this.setZoom([Math.max(first, finding.first - pad), Math.min(last + 1, finding.last + pad)]);
+    }
+    const panel = this.panels.find((p) => p.run === run);
+    if (panel && finding.layers.length) {
+      if (!panel.view.scrollToLayer(finding.layers[0]) && this.filter) {
+        this.controls.filter.value = '';
+        this.setFilter('');
+        panel.view.scrollToLayer(finding.layers[0]);
+      }
+      panel.view.el.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+    }
   }
 
   selectMetric(name) {
