@@ -1,0 +1,1 @@
+"""Benchmarks of gradwatch (run as scripts; see each module)."""
