@@ -182,13 +182,7 @@ def create_summary_metadata(layers):
         A `summary_pb2.SummaryMetadata` naming the plugin, with
         `DATA_CLASS_TENSOR` and JSON content `{"version", "layers"}`.
     """
-    content = json.dumps({"version": FORMAT_VERSION, "layers": list(layers)})
-    return summary_pb2.SummaryMetadata(
-        plugin_data=summary_pb2.SummaryMetadata.PluginData(
-            plugin_name=PLUGIN_NAME, content=content.encode("utf-8")
-        ),
-        data_class=summary_pb2.DATA_CLASS_TENSOR,
-    )
+    return _tensor_metadata({"layers": list(layers)})
 
 
 def create_document_metadata(kind):
@@ -201,7 +195,12 @@ def create_document_metadata(kind):
         A `summary_pb2.SummaryMetadata` naming the plugin, with
         `DATA_CLASS_TENSOR` and JSON content `{"version", "document"}`.
     """
-    content = json.dumps({"version": FORMAT_VERSION, "document": kind})
+    return _tensor_metadata({"document": kind})
+
+
+def _tensor_metadata(fields):
+    # DATA_CLASS_TENSOR: without it TensorBoard silently drops the series.
+    content = json.dumps({"version": FORMAT_VERSION, **fields})
     return summary_pb2.SummaryMetadata(
         plugin_data=summary_pb2.SummaryMetadata.PluginData(
             plugin_name=PLUGIN_NAME, content=content.encode("utf-8")

@@ -127,11 +127,15 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             else np.zeros((0, len(layers)))
         )
         series = Series(steps, values, layers)
+        self._remember(key, version, series)
+        return series
+
+    def _remember(self, key, version, value):
+        """Caches `value` for `key` until the series' `version` changes."""
         with self._cache_lock:
-            self._cache[key] = (version, series)
+            self._cache[key] = (version, value)
             while len(self._cache) > _CACHE_SIZE:
                 self._cache.popitem(last=False)
-        return series
 
     # -- routes -------------------------------------------------------------
 
@@ -256,10 +260,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         if data:
             latest = max(data, key=lambda d: (d.step, d.wall_time))
             document = parse_findings_document(latest.numpy)
-        with self._cache_lock:
-            self._cache[key] = (version, document)
-            while len(self._cache) > _CACHE_SIZE:
-                self._cache.popitem(last=False)
+        self._remember(key, version, document)
         return document
 
     @werkzeug.wrappers.Request.application
