@@ -10,6 +10,7 @@ Usage (from the repository root):
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -110,6 +111,8 @@ def serve_tensorboard(logdir, port):
     ]
     print(f"\nStarting TensorBoard: {' '.join(command[2:])}", flush=True)
     process = subprocess.Popen(command)
+    # Stop TensorBoard on `kill` too, not only on Ctrl+C.
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:
         deadline = time.monotonic() + TENSORBOARD_START_TIMEOUT
         while not _responds(url):
@@ -135,12 +138,17 @@ def serve_tensorboard(logdir, port):
     except KeyboardInterrupt:
         return 0
     finally:
+        signal.signal(signal.SIGTERM, previous)
         if process.poll() is None:
             process.terminate()
             try:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+def _raise_keyboard_interrupt(signum, frame):
+    raise KeyboardInterrupt
 
 
 def _responds(url):

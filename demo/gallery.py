@@ -655,7 +655,8 @@ def format_table(summaries):
     Columns: worst saturation and dead fraction over layers at the end;
     backward variance ratio first/last layer (median of the last records);
     activation mean and variance range over hidden layers at the end; final
-    loss; step of the first non-finite value.
+    loss; step of the first non-finite value; GradWatch's findings
+    (warnings, then info in brackets).
     """
     rows = [list(TABLE_COLUMNS)] + table_rows(summaries)
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
