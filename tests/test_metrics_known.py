@@ -146,13 +146,13 @@ def test_saturation_fraction_of_tanh_on_constructed_inputs(log_dir):
     assert np.isnan(column(run, "saturation_fraction", "out", 0))
 
 
-def deep_mlp(depth, width, activation, initializer, input_dim=None):
-    input_dim = input_dim or width
-    layers = [keras.Input((input_dim,))]
+def deep_mlp(depth, width, activation, initializer):
+    """`depth` Dense layers `h0..` of `width` units, then a linear head;
+    frozen (SGD at rate 0), so a recorded step shows the initial state."""
+    layers = [keras.Input((width,))]
     for i in range(depth):
-        init = initializer(i) if callable(initializer) and not isinstance(initializer, keras.initializers.Initializer) else initializer
         layers.append(
-            keras.layers.Dense(width, activation=activation, kernel_initializer=init, name=f"h{i}")
+            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"h{i}")
         )
     layers.append(keras.layers.Dense(1, name="head"))
     model = keras.Sequential(layers)
