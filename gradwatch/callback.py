@@ -189,13 +189,14 @@ class GradWatch(keras.callbacks.Callback):
             self._instrumentation.reset_windows()
 
     def _attached(self):
-        # Another GradWatch on the same model may have taken over.
+        # A later GradWatch detaches one left over from an interrupted fit.
         return self._instrumentation is not None and self._instrumentation.attached
 
     def on_train_batch_begin(self, batch, logs=None):
         if not self._attached():
             return
         first = self._next_step
+        self._instrumentation.step(first)
         last = first + self._steps_per_call() - 1
         # Record when this call covers a multiple of update_freq.
         if last // self.update_freq * self.update_freq >= first:

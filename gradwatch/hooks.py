@@ -22,6 +22,7 @@ every replica stores the same numbers (read from the first).
 """
 
 import warnings
+import weakref
 
 import keras
 import numpy as np
@@ -189,7 +190,6 @@ class CaptureContext:
         self.loss_scale = loss_scale
         self.on_unwatchable = on_unwatchable
         self.on_forward = on_forward
-        self.owner = None  # the Instrumentation, set by it
 
 
 def _output_units(layer):
@@ -199,6 +199,74 @@ def _output_units(layer):
     except (AttributeError, ValueError, IndexError, TypeError):
         return None
     return int(units) if units is not None else None
+
+
+class _MethodHook:
+    """The one wrapper around `target.<method>`, shared by every probe on it.
+
+    Two GradWatch on one model (or a layer shared by two watched models) each
+    add their probe to the same wrapper rather than wrapping a wrapper, so
+    either can leave first and the last to leave restores the method.
+
+    Args:
+        target: The layer or optimizer.
+        method: The method's name.
+        dispatch: `dispatch(original, active_probes, args, kwargs)` runs the
+            method, capturing for the probes whose capture is active.
+    """
+
+    _ABSENT = object()
+
+    def __init__(self, target, method, dispatch):
+        self.target = target
+        self.method = method
+        # An instance attribute of that name (rare) is restored as it was.
+        self.saved = vars(target).get(method, self._ABSENT)
+        original = getattr(target, method)
+        self.probes = []
+
+        def method_with_probes(*args, **kwargs):
+            active = [p for p in self.probes if p.active]
+            if not active:
+                return original(*args, **kwargs)
+            return dispatch(original, active, args, kwargs)
+
+        method_with_probes._gradwatch_hook = self
+        self.wrapper = method_with_probes
+        # Bypass Layer.__setattr__: this is not state to track or save.
+        object.__setattr__(target, method, method_with_probes)
+
+    @classmethod
+    def add(cls, target, method, probe, dispatch):
+        current = vars(target).get(method)
+        hook = getattr(current, "_gradwatch_hook", None)
+        if hook is None:
+            hook = cls(target, method, dispatch)
+        if probe not in hook.probes:
+            hook.probes.append(probe)
+
+    @classmethod
+    def remove(cls, target, method, probe):
+        hook = getattr(vars(target).get(method), "_gradwatch_hook", None)
+        if hook is None or probe not in hook.probes:
+            return
+        hook.probes.remove(probe)
+        if not hook.probes:
+            if hook.saved is cls._ABSENT:
+                object.__delattr__(target, method)
+            else:
+                object.__setattr__(target, method, hook.saved)
+
+
+def _call_with_probes(original, probes, args, kwargs):
+    """A layer's `call`, captured by each active probe in turn."""
+    # BatchNormalization's moving statistics as the step found them, before
+    # the call updates them: the skew compares the batch with these.
+    before = {p: p._moving_statistics() for p in probes if p.is_batch_norm}
+    outputs = original(*args, **kwargs)
+    for probe in probes:
+        outputs = probe._capture(args, kwargs, outputs, before.get(probe))
+    return outputs
 
 
 class LayerProbe:
@@ -215,7 +283,6 @@ class LayerProbe:
         self.layer = layer
         self.path = path
         self.nonlinearity = nonlinearity
-        self.owner = context.owner
         self._context = context
         self._switch = context.switch
         self.is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
@@ -232,7 +299,6 @@ class LayerProbe:
             self._make_batch_norm_state(layer.moving_mean.shape)
         # The generation each accumulator last wrote in.
         self._written = {}
-        self._original_call = None
 
     @property
     def kernels(self):
@@ -263,33 +329,15 @@ class LayerProbe:
 
     # -- installing ---------------------------------------------------------
 
+    @property
+    def active(self):
+        return self._switch.active
+
     def install(self):
-        if self._original_call is not None:
-            return
-        had_own_call = "call" in vars(self.layer)
-        original = self.layer.call
-        self._original_call = (original, had_own_call)
-
-        def call_and_capture(*args, **kwargs):
-            if not self._switch.active:
-                return original(*args, **kwargs)
-            before = self._moving_statistics() if self.is_batch_norm else None
-            outputs = original(*args, **kwargs)
-            return self._capture(args, kwargs, outputs, before)
-
-        call_and_capture._gradwatch_probe = self
-        # Bypass Layer.__setattr__: this is not state to track or save.
-        object.__setattr__(self.layer, "call", call_and_capture)
+        _MethodHook.add(self.layer, "call", self, _call_with_probes)
 
     def uninstall(self):
-        if self._original_call is None:
-            return
-        original, had_own_call = self._original_call
-        if had_own_call:
-            object.__setattr__(self.layer, "call", original)
-        else:
-            object.__delattr__(self.layer, "call")
-        self._original_call = None
+        _MethodHook.remove(self.layer, "call", self)
 
     # -- capturing (runs while the train step is traced) -------------------
 
@@ -534,7 +582,7 @@ def _channel_average(variable):
 
 
 class OptimizerProbe:
-    """Wraps `optimizer.apply` to measure kernel gradients and updates.
+    """Measures kernel gradients and updates around `optimizer.apply`.
 
     Args:
         optimizer: The model's `keras.optimizers.Optimizer`.
@@ -548,50 +596,56 @@ class OptimizerProbe:
         self.optimizer = getattr(optimizer, "inner_optimizer", optimizer)
         self._context = context
         self._probes = probes
-        self._installed = False
 
-    def _owners(self):
+    @property
+    def active(self):
+        return self._context.switch.active
+
+    def install(self):
+        _MethodHook.add(self.optimizer, "apply", self, _apply_with_probes)
+
+    def uninstall(self):
+        _MethodHook.remove(self.optimizer, "apply", self)
+
+    def before_apply(self, grads, trainable_variables):
+        """The global gradient and old value of every watched kernel, by
+        probe, read before the update."""
         owners = {}
         for probe in self._probes:
             for index, kernel in enumerate(probe.kernels):
                 owners[id(kernel)] = (probe, index)
-        return owners
+        per_probe = {}
+        for grad, variable in zip(grads, trainable_variables):
+            owner = owners.get(id(variable))
+            if owner is not None and grad is not None:
+                probe, index = owner
+                slots = per_probe.setdefault(probe, [None] * len(probe.kernels))
+                # Replicas hold their own batch's share: sum them.
+                global_grad = self._context.replicas.sum(grad)
+                slots[index] = (global_grad, tf.identity(variable.value))
+        return per_probe
 
-    def install(self):
-        if self._installed:
-            return
-        original = self.optimizer.apply
-        context = self._context
+    def after_apply(self, per_probe):
+        for probe, slots in per_probe.items():
+            if all(s is not None for s in slots):
+                probe.record_optimizer_step(
+                    [s[0] for s in slots], [s[1] for s in slots]
+                )
 
-        def apply_and_measure(grads, trainable_variables=None):
-            if not context.switch.active or trainable_variables is None:
-                return original(grads, trainable_variables)
-            per_probe, owners = {}, self._owners()
-            for grad, variable in zip(grads, trainable_variables):
-                owner = owners.get(id(variable))
-                if owner is not None and grad is not None:
-                    probe, index = owner
-                    slots = per_probe.setdefault(
-                        probe, [None] * len(probe.kernels)
-                    )
-                    # Replicas hold their own batch's share: sum them.
-                    global_grad = context.replicas.sum(grad)
-                    slots[index] = (global_grad, tf.identity(variable.value))
-            result = original(grads, trainable_variables)
-            for probe, slots in per_probe.items():
-                if all(s is not None for s in slots):
-                    probe.record_optimizer_step(
-                        [s[0] for s in slots], [s[1] for s in slots]
-                    )
-            return result
 
-        object.__setattr__(self.optimizer, "apply", apply_and_measure)
-        self._installed = True
-
-    def uninstall(self):
-        if self._installed:
-            object.__delattr__(self.optimizer, "apply")
-            self._installed = False
+def _apply_with_probes(original, probes, args, kwargs):
+    """`optimizer.apply(grads, trainable_variables)`, measured by each active
+    probe."""
+    grads, trainable_variables = (list(args) + [None, None])[:2]
+    grads = kwargs.get("grads", grads)
+    trainable_variables = kwargs.get("trainable_variables", trainable_variables)
+    if trainable_variables is None:  # Nothing to tell the kernels apart by.
+        return original(*args, **kwargs)
+    measured = [p.before_apply(grads, trainable_variables) for p in probes]
+    result = original(*args, **kwargs)
+    for probe, per_probe in zip(probes, measured):
+        probe.after_apply(per_probe)
+    return result
 
 
 def _loss_scale(optimizer):
@@ -606,6 +660,100 @@ def _loss_scale(optimizer):
         return tf.constant(float(optimizer.initial_scale))
 
     return current_scale
+
+
+class _TrainFunctions:
+    """Which train function a model runs next, for every GradWatch on it.
+
+    Keras builds its train function once. Steps nobody records run it as it
+    is. A step that some GradWatch instances record runs an instrumented copy
+    traced with exactly their probes capturing (one copy per distinct set,
+    traced when first needed), so two GradWatch on one model never see each
+    other's hooks, and a step both record is one step, not two.
+
+    Args:
+        model: A compiled `keras.Model`.
+    """
+
+    _of_model = weakref.WeakKeyDictionary()
+
+    @classmethod
+    def of(cls, model):
+        if model not in cls._of_model:
+            cls._of_model[model] = cls(model)
+        return cls._of_model[model]
+
+    @classmethod
+    def members_of(cls, model):
+        functions = cls._of_model.get(model)
+        return list(functions.members) if functions else []
+
+    def __init__(self, model):
+        self.model = model
+        self.plain = model.make_train_function() or model.train_function
+        self.members = []
+        self._requested = []
+        self._instrumented = {}
+
+    def join(self, member):
+        self.members.append(member)
+
+    def leave(self, member):
+        if member in self.members:
+            self.members.remove(member)
+        if member in self._requested:
+            self._requested.remove(member)
+        for key in [k for k in self._instrumented if member in k]:
+            del self._instrumented[key]  # Frees its traced graphs.
+        if not self.members:
+            if self.model.train_function is self._run_recorded_step:
+                self.model.train_function = self.plain
+            type(self)._of_model.pop(self.model, None)
+
+    def request(self, member):
+        """Makes the next step one that `member` records."""
+        if member not in self._requested:
+            self._requested.append(member)
+        self.model.train_function = self._run_recorded_step
+
+    def _run_recorded_step(self, iterator):
+        # One shot: whatever happens, the next step is a plain one.
+        model = self.model
+        model.train_function = self.plain
+        recording, self._requested = tuple(self._requested), []
+        key = frozenset(recording)
+        if key not in self._instrumented:
+            self._instrumented[key] = self._trace_with(recording)
+        switches = [member.switch for member in recording]
+        for switch in switches:
+            switch.active = True
+        try:
+            return self._instrumented[key](iterator)
+        finally:
+            for switch in switches:
+                switch.active = False
+                switch.known_moments = {}
+
+    def _trace_with(self, recording):
+        """A copy of Keras' train function whose every trace starts a new
+        capture generation for `recording`."""
+        model = self.model
+        keras_train_step = model.train_step
+
+        def train_step_in_new_generation(data):
+            for member in recording:
+                member.switch.new_generation()
+            return keras_train_step(data)
+
+        # Keras binds `train_step` when it makes the function: the copy gets
+        # the wrapper, the model keeps its own.
+        object.__setattr__(model, "train_step", train_step_in_new_generation)
+        try:
+            model.make_train_function(force=True)
+        finally:
+            object.__delattr__(model, "train_step")
+            instrumented, model.train_function = model.train_function, self.plain
+        return instrumented
 
 
 class Instrumentation:
@@ -634,17 +782,17 @@ class Instrumentation:
             self._mark_unwatchable,
             self._mark_seen,
         )
-        context.owner = self
         self.attached = False
         self.probes = [
             LayerProbe(layer, path, nonlinearity, context)
             for path, layer, nonlinearity in selected
         ]
         self.optimizer_probe = OptimizerProbe(model.optimizer, self.probes, context)
-        self._plain_function = None
-        self._instrumented_function = None
+        self._train_functions = None
         self._snapshot_function = None
         self._ordered = None
+        # The last step this instrumentation was told about (see `step`).
+        self._last_step = None
 
     def _mark_unwatchable(self, probe, reason):
         if probe.path not in self._unwatchable:
@@ -659,81 +807,70 @@ class Instrumentation:
         if probe not in self._seen:
             self._seen.append(probe)
 
+    def _optimizer_step(self):
+        return int(self.model.optimizer.iterations.numpy())
+
     def attach(self):
-        """Installs the hooks and builds the instrumented train function."""
-        self._detach_earlier_instrumentation()
+        """Installs the hooks; other GradWatch on the model keep theirs."""
+        step = self._optimizer_step()
+        # Every GradWatch of one `fit` attaches before its first step: one
+        # that attached at an earlier step belongs to an earlier fit that
+        # was interrupted before it could detach.
+        self._detach_stale(
+            [m for m in _TrainFunctions.members_of(self.model) if m._attached_at != step]
+        )
+        self._attached_at = step
+        self._last_step = step - 1
         for probe in self.probes:
             probe.install()
         self.optimizer_probe.install()
+        self._train_functions = _TrainFunctions.of(self.model)
+        self._train_functions.join(self)
         self.attached = True
-        model = self.model
-        model.make_train_function()
-        self._plain_function = model.train_function
-        switch = self.switch
-        keras_train_step = model.train_step
 
-        def train_step_in_new_generation(data):
-            switch.new_generation()
-            return keras_train_step(data)
+    def step(self, step):
+        """Tells the instrumentation that the step numbered `step` is next.
 
-        # Keras binds `train_step` when it makes the function: the
-        # instrumented copy gets the wrapper, the model keeps its own.
-        object.__setattr__(model, "train_step", train_step_in_new_generation)
-        try:
-            model.make_train_function(force=True)
-        finally:
-            object.__delattr__(model, "train_step")
-        keras_instrumented = model.train_function
-        model.train_function = self._plain_function
+        Every GradWatch of a `fit` hears of every step: one that did not
+        hear of the step before this one is left over from an interrupted
+        fit (it attached at the same step as this one, so `attach` could not
+        tell) and is detached.
+        """
+        previous, self._last_step = self._last_step, step
+        self._detach_stale(
+            [
+                m
+                for m in _TrainFunctions.members_of(self.model)
+                if m is not self and m._last_step < previous
+            ]
+        )
 
-        def instrumented_train_function(iterator):
-            # One shot: whatever happens, the next step is a plain one.
-            model.train_function = self._plain_function
-            switch.active = True
-            try:
-                return keras_instrumented(iterator)
-            finally:
-                switch.active = False
-                switch.known_moments = {}
-
-        self._instrumented_function = instrumented_train_function
-
-    def _detach_earlier_instrumentation(self):
-        """An earlier GradWatch still hooked into these layers (its `fit` was
-        interrupted, or two watch one model) would stack its hooks under
-        ours: take it off first, and say so."""
-        earlier = []
-        for probe in self.probes:
-            other = getattr(probe.layer.call, "_gradwatch_probe", None)
-            if other is not None and other.owner not in earlier:
-                earlier.append(other.owner)
-        for instrumentation in earlier:
+    def _detach_stale(self, stale):
+        for instrumentation in stale:
             instrumentation.detach()
-        if earlier:
+        if stale:
             warnings.warn(
-                "GradWatch found another GradWatch still attached to this "
-                "model (from an interrupted fit, or a second GradWatch in the "
-                "same fit) and detached it. Use one GradWatch per model; its "
-                "`layers` and `layer_types` arguments choose the layers.",
+                "GradWatch removed the hooks of an earlier GradWatch on this "
+                "model whose fit was interrupted (an interrupted fit cannot "
+                "detach them itself). Its records up to the interruption "
+                "are kept.",
                 stacklevel=3,
             )
 
     def detach(self):
-        """Removes every hook; the model is as it was before `attach`."""
+        """Removes this instrumentation's hooks. Once every GradWatch on the
+        model has detached, the model is as it was before."""
         self.attached = False
-        if self._plain_function is not None and self.model.train_function in (
-            self._plain_function,
-            self._instrumented_function,
-        ):
-            self.model.train_function = self._plain_function
         for probe in self.probes:
             probe.uninstall()
         self.optimizer_probe.uninstall()
-        self._instrumented_function = None
+        if self._train_functions is not None:
+            self._train_functions.leave(self)
+            self._train_functions = None
 
     def record_next_step(self):
-        """Makes the next call of `model.train_function` an instrumented one."""
-        self.model.train_function = self._instrumented_function
+        """Makes the next call of `model.train_function` record for us."""
+        self._train_functions.request(self)
 
     @property
     def watched(self):

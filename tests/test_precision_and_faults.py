@@ -1,5 +1,7 @@
 """Mixed precision, two GradWatch instances, and damaged inputs."""
 
+import warnings
+
 import keras
 import numpy as np
 import pytest
@@ -75,17 +77,41 @@ def test_two_models_in_one_process_do_not_interfere(tmp_path):
     assert np.isfinite(run_b.metric("activation_var")).all()
 
 
-def test_a_second_gradwatch_on_one_model_takes_over_with_a_warning(tmp_path):
-    model = two_layer_model()
-    x = rng(5).normal(size=(32, 8)).astype(np.float32)
-    first = gradwatch.GradWatch(str(tmp_path / "one"), update_freq=1, verbose=0)
-    second = gradwatch.GradWatch(str(tmp_path / "two"), update_freq=1, verbose=0)
-    with pytest.warns(UserWarning, match="one GradWatch per model"):
-        model.fit(x, x[:, :1], batch_size=16, verbose=0, callbacks=[first, second])
-    assert len(gradwatch.load(str(tmp_path / "two")).steps) == 2
-    assert not (tmp_path / "one").exists() or not list((tmp_path / "one").glob("*tfevents*"))
+def test_two_gradwatch_on_one_model_each_record_what_they_would_alone(tmp_path):
+    x = rng(5).normal(size=(64, 8)).astype(np.float32)
+
+    def fit(*callbacks):
+        model = two_layer_model()
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # No takeover, no warning.
+            model.fit(x, x[:, :1], batch_size=16, shuffle=False, verbose=0,
+                      callbacks=list(callbacks))
+        return model
+
+    def watcher(name, **kwargs):
+        return gradwatch.GradWatch(str(tmp_path / name), verbose=0, **kwargs)
+
+    every = dict(update_freq=1)
+    hidden = dict(update_freq=2, layers=["hidden"], saturation_threshold=0.5)
+    model = fit(watcher("every", **every), watcher("hidden", **hidden))
+    fit(watcher("every_alone", **every))
+    fit(watcher("hidden_alone", **hidden))
+    for together, alone, steps, layers in [
+        ("every", "every_alone", [0, 1, 2, 3], ["hidden", "out"]),
+        ("hidden", "hidden_alone", [0, 2], ["hidden"]),
+    ]:
+        run, reference = gradwatch.load(str(tmp_path / together)), gradwatch.load(str(tmp_path / alone))
+        np.testing.assert_array_equal(run.steps, steps)
+        assert run.layers == layers
+        for metric in reference.metrics:
+            np.testing.assert_allclose(run.metric(metric), reference.metric(metric), rtol=1e-6, err_msg=metric)
+    # Each used its own saturation threshold (a wider band counts more) on
+    # the steps both recorded.
+    every_run, hidden_run = gradwatch.load(str(tmp_path / "every")), gradwatch.load(str(tmp_path / "hidden"))
+    assert (hidden_run.metric("saturation_fraction")[:, 0] > every_run.metric("saturation_fraction")[[0, 2], 0]).all()
     for layer in model.layers:
         assert "call" not in vars(layer)
+    assert "apply" not in vars(model.optimizer)
 
 
 class Interrupt(keras.callbacks.Callback):
@@ -105,6 +131,29 @@ def test_after_an_interrupted_fit_a_new_gradwatch_starts_clean(tmp_path):
                   callbacks=[gradwatch.GradWatch(str(tmp_path / "b"), update_freq=1, verbose=0)])
     np.testing.assert_array_equal(gradwatch.load(str(tmp_path / "a")).steps, [0, 1])
     np.testing.assert_array_equal(gradwatch.load(str(tmp_path / "b")).steps, [2, 3, 4, 5])
+    for layer in model.layers:
+        assert "call" not in vars(layer)
+    assert "apply" not in vars(model.optimizer)
+
+
+class InterruptFirstStep(keras.callbacks.Callback):
+    def on_train_batch_begin(self, batch, logs=None):
+        raise KeyboardInterrupt
+
+
+def test_hooks_left_by_a_fit_interrupted_before_its_first_step_are_removed(tmp_path):
+    # The leftover attached at the same step as the new GradWatch, so only
+    # its silence on the next step gives it away.
+    model = two_layer_model()
+    x = rng(7).normal(size=(64, 8)).astype(np.float32)
+    with pytest.raises(KeyboardInterrupt):
+        model.fit(x, x[:, :1], batch_size=16, verbose=0,
+                  callbacks=[gradwatch.GradWatch(str(tmp_path / "a"), update_freq=1, verbose=0),
+                             InterruptFirstStep()])
+    with pytest.warns(UserWarning, match="interrupted"):
+        model.fit(x, x[:, :1], batch_size=16, verbose=0,
+                  callbacks=[gradwatch.GradWatch(str(tmp_path / "b"), update_freq=1, verbose=0)])
+    np.testing.assert_array_equal(gradwatch.load(str(tmp_path / "b")).steps, [0, 1, 2, 3])
     for layer in model.layers:
         assert "call" not in vars(layer)
     assert "apply" not in vars(model.optimizer)
