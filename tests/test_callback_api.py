@@ -153,6 +153,28 @@ class StopAt(keras.callbacks.Callback):
             raise self.error
 
 
+def test_resuming_with_backup_and_restore_leaves_one_record_per_step(tmp_path):
+    # A crash at step 6 of epoch 0 after a backup at step 4: the restarted
+    # fit restores the optimizer's step count and re-runs the epoch from
+    # there, so steps 4-6 are recorded twice; the later record wins.
+    log_dir, backup = str(tmp_path / "run"), str(tmp_path / "backup")
+    with pytest.raises(RuntimeError):
+        small_model().fit(*data(256), batch_size=16, epochs=2, verbose=0, callbacks=[
+            keras.callbacks.BackupAndRestore(backup, save_freq=4),
+            gradwatch.GradWatch(log_dir, update_freq=1, verbose=0),
+            StopAt(6, RuntimeError("crash"))])
+    np.testing.assert_array_equal(gradwatch.load(log_dir).steps, np.arange(7))
+    model = small_model()
+    model.fit(*data(256), batch_size=16, epochs=2, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(backup, save_freq=4),
+        gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)])
+    steps = int(model.optimizer.iterations.numpy())
+    assert steps > 7  # the restore really resumed from the backup
+    run = gradwatch.load(log_dir)
+    np.testing.assert_array_equal(run.steps, np.arange(steps))
+    assert np.isfinite(run.metric("activation_var")).all()
+
+
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), RuntimeError("boom")])
 def test_an_interrupted_fit_keeps_what_it_recorded(log_dir, error):
     model = small_model()
