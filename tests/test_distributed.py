@@ -2,6 +2,7 @@
 
 import json
 import os
+import socket
 import subprocess
 import sys
 
@@ -13,9 +14,10 @@ import gradwatch
 JOB = os.path.join(os.path.dirname(os.path.abspath(__file__)), "distributed_job.py")
 
 
-def run_job(*args, timeout=300):
+def run_job(*args, env=None):
     return subprocess.Popen(
-        [sys.executable, JOB, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        [sys.executable, JOB, *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
     )
 
 
@@ -54,6 +56,53 @@ def test_mirrored_batchnorm_statistics_pool_the_global_batch(mirrored_runs):
     for name in ("bn_batch_mean", "bn_batch_var"):
         np.testing.assert_allclose(mirrored.metric(name)[0, bn], single.metric(name)[0, bn], rtol=1e-4, err_msg=name)
     np.testing.assert_allclose(mirrored.metric("bn_skew")[0, bn], single.metric("bn_skew")[0, bn], rtol=1e-4)
+
+
+def free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    for s in sockets:
+        s.bind(("localhost", 0))
+    ports = [s.getsockname()[1] for s in sockets]
+    for s in sockets:
+        s.close()
+    return ports
+
+
+@pytest.fixture(scope="module")
+def multi_worker_runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("multi_worker")
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    workers = [
+        run_job("worker", root / "multi_worker", env=dict(
+            os.environ, TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})))
+        for index in range(2)
+    ]
+    reference = run_job("reference", root / "reference")
+    try:
+        outputs = [finish(process) for process in workers]
+    finally:
+        for process in workers:
+            process.kill()
+    finish(reference)
+    return root, outputs
+
+
+def test_multi_worker_job_is_recorded_once_by_the_chief(multi_worker_runs):
+    root, outputs = multi_worker_runs
+    # Both workers trained to the end, each a replica of a 2-replica job.
+    assert "TRAINED worker 0" in outputs[0] and "TRAINED worker 1" in outputs[1]
+    # One event file: worker 1 wrote nothing.
+    assert len(list((root / "multi_worker").glob("*tfevents*"))) == 1
+    run = gradwatch.load(str(root / "multi_worker"))
+    single = gradwatch.load(str(root / "reference"))
+    assert run.layers == single.layers == ["bn", "relu", "tanh", "out"]
+    np.testing.assert_array_equal(run.steps, np.arange(8))
+    np.testing.assert_array_equal(run.steps, single.steps)
+    # The workers' halves of each batch pool into the global batch's
+    # statistics: the same as one device seeing the whole batch.
+    for name in single.metrics:
+        np.testing.assert_allclose(run.metric(name), single.metric(name), rtol=2e-4, atol=1e-6, err_msg=name)
+    np.testing.assert_array_equal(run.metric("dead_units")[:, 1], 5)
 
 
 class StrategyOf:
