@@ -106,18 +106,15 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             if cached is not None and cached[0] == version:
                 self._cache.move_to_end(key)
                 return cached[1]
-        tag = metadata.metric_tag(metric)
-        result = self._data_provider.read_tensors(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=metadata.SAMPLES_PER_SERIES,
-            run_tag_filter=_run_tag_filter(run, tag),
+        data = self._read_tensors(
+            ctx, experiment, run, metadata.metric_tag(metric), f"metric {metric!r}"
         )
-        data = result.get(run, {}).get(tag, [])
         by_step = {}
         for datum in data:
-            vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+            try:
+                vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
+            except (TypeError, ValueError):
+                continue  # Not numbers: a damaged record loses its step only.
             if vector.shape == (len(layers),):
                 by_step[datum.step] = vector
         steps = np.array(sorted(by_step), dtype=np.int64)
@@ -129,6 +126,28 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         series = Series(steps, values, layers)
         self._remember(key, version, series)
         return series
+
+    def _read_tensors(self, ctx, experiment, run, tag, what):
+        """Every datum of one (run, tag); InvalidArgumentError if unreadable.
+
+        The data provider decodes every tensor it returns and raises on one
+        whose dtype or shape does not fit its bytes: a damaged record, which
+        TensorBoard's default data server passes on (it checksums only records
+        that fail to parse). That is the file's fault, not a server error.
+        """
+        try:
+            result = self._data_provider.read_tensors(
+                ctx,
+                experiment_id=experiment,
+                plugin_name=metadata.PLUGIN_NAME,
+                downsample=metadata.SAMPLES_PER_SERIES,
+                run_tag_filter=_run_tag_filter(run, tag),
+            )
+        except (TypeError, ValueError) as e:
+            raise errors.InvalidArgumentError(
+                f"Run {run!r}, {what}: the event file holds a damaged record ({e})"
+            ) from e
+        return result.get(run, {}).get(tag, [])
 
     def _remember(self, key, version, value):
         """Caches `value` for `key` until the series' `version` changes."""
@@ -248,14 +267,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             cached = self._cache.get(key)
             if cached is not None and cached[0] == version:
                 return cached[1]
-        result = self._data_provider.read_tensors(
-            ctx,
-            experiment_id=experiment,
-            plugin_name=metadata.PLUGIN_NAME,
-            downsample=metadata.SAMPLES_PER_SERIES,
-            run_tag_filter=_run_tag_filter(run, metadata.FINDINGS_TAG),
+        data = self._read_tensors(
+            ctx, experiment, run, metadata.FINDINGS_TAG, "findings document"
         )
-        data = result.get(run, {}).get(metadata.FINDINGS_TAG, [])
         document = None
         if data:
             latest = max(data, key=lambda d: (d.step, d.wall_time))
