@@ -158,6 +158,21 @@ class GradWatch(keras.callbacks.Callback):
         chief = hooks.Replicas(model.distribute_strategy).is_chief
         if chief:
             _check_writable(self.log_dir)
+        previous = self._instrumentation
+        if previous is None or previous.model is not model or previous.optimizer is not model.optimizer:
+            self._instrumentation = self._instrument(model)
+        # else: the same model and optimizer as the last fit, whose traced
+        # instrumented step is reused.
+        ordered = [(p.path, p.layer, p.nonlinearity) for p in self._instrumentation.probes]
+        self._instrumentation.attach()
+        # A subclassed model's layers are built by its first step: audit them
+        # then, on the weights that step started from as nearly as we can.
+        built = all(layer.built for _, layer, _ in ordered)
+        self._pending_audit = init_audit.audit(ordered) if built else None
+        self._next_step = int(model.optimizer.iterations.numpy())
+        self._writer = None
+
+    def _instrument(self, model):
         selected = selection.select_layers(
             model, self.layer_patterns, self.layer_types
         )
@@ -168,21 +183,13 @@ class GradWatch(keras.callbacks.Callback):
                 f"layer_types={self.layer_types!r}. Layer paths: "
                 f"{[p for p, _ in selection.leaf_layers(model)]}"
             )
-        ordered = [(p, l, activations.of_layer(l)) for p, l in selected]
         by_default = self.layer_patterns is None and self.layer_types is None
-        self._instrumentation = hooks.Instrumentation(
+        return hooks.Instrumentation(
             model,
-            ordered,
+            [(p, l, activations.of_layer(l)) for p, l in selected],
             self.saturation_threshold,
             keep=selection.is_watched_by_default if by_default else None,
         )
-        self._instrumentation.attach()
-        # A subclassed model's layers are built by its first step: audit them
-        # then, on the weights that step started from as nearly as we can.
-        built = all(layer.built for _, layer, _ in ordered)
-        self._pending_audit = init_audit.audit(ordered) if built else None
-        self._next_step = int(model.optimizer.iterations.numpy())
-        self._writer = None
 
     def on_epoch_begin(self, epoch, logs=None):
         if self._instrumentation is not None:
@@ -217,8 +224,8 @@ class GradWatch(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         if self._instrumentation is not None:
+            # Kept, detached, for the next fit of the same model.
             self._instrumentation.detach()
-            self._instrumentation = None
         if self._live_findings is not None:
             if self._writer is not None:
                 self.findings = self._live_findings.finish(self._writer)

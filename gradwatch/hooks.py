@@ -669,7 +669,9 @@ class _TrainFunctions:
     is. A step that some GradWatch instances record runs an instrumented copy
     traced with exactly their probes capturing (one copy per distinct set,
     traced when first needed), so two GradWatch on one model never see each
-    other's hooks, and a step both record is one step, not two.
+    other's hooks, and a step both record is one step, not two. A GradWatch's
+    own copy is kept by its `Instrumentation`, so the next `fit` with the same
+    callback does not trace it again.
 
     Args:
         model: A compiled `keras.Model`.
@@ -721,18 +723,29 @@ class _TrainFunctions:
         model = self.model
         model.train_function = self.plain
         recording, self._requested = tuple(self._requested), []
-        key = frozenset(recording)
-        if key not in self._instrumented:
-            self._instrumented[key] = self._trace_with(recording)
+        function = self._function_for(recording)
         switches = [member.switch for member in recording]
         for switch in switches:
             switch.active = True
         try:
-            return self._instrumented[key](iterator)
+            return function(iterator)
         finally:
             for switch in switches:
                 switch.active = False
                 switch.known_moments = {}
+
+    def _function_for(self, recording):
+        if len(recording) == 1:
+            (member,) = recording
+            plain, function = member.own_train_function or (None, None)
+            if plain is not self.plain:  # Never traced, or Keras' changed.
+                function = self._trace_with(recording)
+                member.own_train_function = (self.plain, function)
+            return function
+        key = frozenset(recording)
+        if key not in self._instrumented:
+            self._instrumented[key] = self._trace_with(recording)
+        return self._instrumented[key]
 
     def _trace_with(self, recording):
         """A copy of Keras' train function whose every trace starts a new
@@ -769,6 +782,7 @@ class Instrumentation:
 
     def __init__(self, model, selected, saturation_threshold, keep=None):
         self.model = model
+        self.optimizer = model.optimizer
         self._keep = keep
         self.switch = CaptureSwitch()
         self.replicas = Replicas(model.distribute_strategy)
@@ -789,6 +803,9 @@ class Instrumentation:
         ]
         self.optimizer_probe = OptimizerProbe(model.optimizer, self.probes, context)
         self._train_functions = None
+        # `(Keras' train function, its instrumented copy)` for steps only
+        # this instrumentation records, kept across fits.
+        self.own_train_function = None
         self._snapshot_function = None
         self._ordered = None
         # The last step this instrumentation was told about (see `step`).
