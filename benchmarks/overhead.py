@@ -3,10 +3,10 @@ own overhead: time relative to a plain `fit`, per model, per tracking interval.
 
 Usage (from the repository root):
 
-    python benchmarks/overhead.py                   # every model, 5 rounds
-    python benchmarks/overhead.py --models mlp_20x256_bn --rounds 3
-    python benchmarks/overhead.py --quick            # a smoke run, ~30 s
-    python benchmarks/overhead.py --out results.json
+    python -m benchmarks.overhead                   # every model, 5 rounds
+    python -m benchmarks.overhead --models mlp_20x256_bn --rounds 3
+    python -m benchmarks.overhead --quick            # a smoke run, ~30 s
+    python -m benchmarks.overhead --out results.json
 
 Method. Everything runs in one process. For each model, every condition
 (plain `fit`; GradWatch recording every 1, 4, 16, 64 steps and at its default;
@@ -43,7 +43,6 @@ import dataclasses
 import gc
 import json
 import os
-import platform
 import random
 import sys
 import tempfile
@@ -55,6 +54,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import gradwatch  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
+
+from benchmarks import machine as machine_info  # noqa: E402
 
 # Steps per timed round: a multiple of every tracking interval measured.
 STEPS_PER_ROUND = 64
@@ -243,18 +244,6 @@ QUICK_STEPS_PER_ROUND = 16
 # -- memory -------------------------------------------------------------------
 
 
-def _status_kb(field):
-    """A `kB` field of /proc/self/status, or None where there is none."""
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return None
-
-
 def _reset_peak_rss():
     """Resets VmHWM to the current RSS (Linux); False if not possible."""
     try:
@@ -328,7 +317,7 @@ class _Worker(threading.Thread):
     def run(self):
         self.turns.wait(self.name)
         try:
-            start, rss = time.perf_counter(), _status_kb("VmRSS")
+            start, rss = time.perf_counter(), machine_info.status_kb("VmRSS")
             keras.utils.set_random_seed(self.seed)
             model = self.spec.build()
             model.compile(
@@ -358,7 +347,7 @@ class _Worker(threading.Thread):
         if epoch >= WARMUP_EPOCHS:  # warm-ups run in the building turn
             self.turns.wait(self.name)
             _reset_peak_rss()
-            self._rss_at_start = _status_kb("VmRSS")
+            self._rss_at_start = machine_info.status_kb("VmRSS")
         self._start = (time.perf_counter(), time.process_time())
 
     def epoch_end(self, epoch):
@@ -369,12 +358,12 @@ class _Worker(threading.Thread):
         if epoch == WARMUP_EPOCHS - 1:
             start, rss = self._warmup
             self.warmup_seconds = time.perf_counter() - start
-            now = _status_kb("VmRSS")
+            now = machine_info.status_kb("VmRSS")
             self.warmup_rss_kb = now - rss if None not in (now, rss) else None
         else:
             self.epoch_seconds.append(wall)
             self.epoch_cpu_seconds.append(cpu)
-            peak = _status_kb("VmHWM")
+            peak = machine_info.status_kb("VmHWM")
             if None not in (peak, self._rss_at_start):
                 self.epoch_peak_kb.append(peak - self._rss_at_start)
         if epoch < WARMUP_EPOCHS - 1 + self.rounds:
@@ -532,19 +521,10 @@ def measure_model(
 
 def machine():
     """One line: CPU model, cores, Python, TensorFlow and Keras versions."""
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            for line in cpuinfo:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
     import tensorflow as tf
 
     return (
-        f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"{machine_info.description()}, "
         f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
     )
 

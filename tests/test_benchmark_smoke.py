@@ -35,7 +35,7 @@ def test_quick_benchmark_prints_a_ratio_for_every_condition(tmp_path):
     out = tmp_path / "results.json"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
     completed = subprocess.run(
-        [sys.executable, "benchmarks/overhead.py", "--quick", "--out", str(out)],
+        [sys.executable, "-m", "benchmarks.overhead", "--quick", "--out", str(out)],
         cwd=ROOT,
         env=env,
         capture_output=True,
