@@ -27,7 +27,7 @@ import threading
 import numpy as np
 import werkzeug
 from tensorboard import errors, plugin_util
-from tensorboard.backend import http_util
+from tensorboard.backend import http_util, json_util
 from tensorboard.plugins import base_plugin
 
 from . import metadata
@@ -35,7 +35,8 @@ from . import metadata
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
 MAX_COLUMNS_LIMIT = 20_000
-_CACHE_SIZE = 64
+# The series cache's budget: 20 full series of 20,000 steps x 200 layers.
+_CACHE_BYTES = 320 * 2**20
 
 Series = collections.namedtuple("Series", ["steps", "values", "layers"])
 
@@ -49,6 +50,8 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._data_provider = context.data_provider
         self._cache = collections.OrderedDict()
         self._cache_lock = threading.Lock()
+        self._series_locks = {}
+        self._warmed = set()
 
     def get_plugin_apps(self):
         return {
@@ -101,31 +104,44 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             ) from e
         key = (experiment, run, metric)
         version = (time_series.max_step, time_series.max_wall_time)
+        # One reader per series: a second request for it waits for the first
+        # read rather than repeating it.
+        with self._series_lock(key):
+            with self._cache_lock:
+                cached = self._cache.get(key)
+                if cached is not None and cached[0] == version:
+                    self._cache.move_to_end(key)
+                    return cached[1]
+            data = self._read_tensors(
+                ctx, experiment, run, metadata.metric_tag(metric), f"metric {metric!r}"
+            )
+            series = _series_of(data, layers)
+            self._remember(key, version, series)
+            return series
+
+    def _series_lock(self, key):
         with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None and cached[0] == version:
-                self._cache.move_to_end(key)
-                return cached[1]
-        data = self._read_tensors(
-            ctx, experiment, run, metadata.metric_tag(metric), f"metric {metric!r}"
-        )
-        by_step = {}
-        for datum in data:
-            try:
-                vector = np.asarray(datum.numpy, dtype=np.float64).reshape(-1)
-            except (TypeError, ValueError):
-                continue  # Not numbers: a damaged record loses its step only.
-            if vector.shape == (len(layers),):
-                by_step[datum.step] = vector
-        steps = np.array(sorted(by_step), dtype=np.int64)
-        values = (
-            np.stack([by_step[s] for s in steps])
-            if len(steps)
-            else np.zeros((0, len(layers)))
-        )
-        series = Series(steps, values, layers)
-        self._remember(key, version, series)
-        return series
+            return self._series_locks.setdefault(key, threading.Lock())
+
+    def _warm(self, ctx, experiment, run, metrics):
+        """Reads a run's other metrics into the cache in the background, so
+        that the depth profile (every metric at one step) and switching
+        metric answer from memory: on a long run each series takes about a
+        second to read, most of it TensorBoard's decoding of the tensors."""
+        key = (experiment, run, tuple(sorted((m, s.max_step) for m, s in metrics.items())))
+        with self._cache_lock:
+            if key in self._warmed:
+                return
+            self._warmed.add(key)
+
+        def read_all():
+            for metric in sorted(metrics, key=_metric_order):
+                try:
+                    self._read_series(ctx, experiment, run, metric, metrics[metric])
+                except errors.PublicError:
+                    pass  # Its own request will report it.
+
+        threading.Thread(target=read_all, name="gradwatch-warm", daemon=True).start()
 
     def _read_tensors(self, ctx, experiment, run, tag, what):
         """Every datum of one (run, tag); InvalidArgumentError if unreadable.
@@ -150,10 +166,12 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         return result.get(run, {}).get(tag, [])
 
     def _remember(self, key, version, value):
-        """Caches `value` for `key` until the series' `version` changes."""
+        """Caches `value` for `key` until the series' `version` changes; the
+        least recently used go once the cache holds `_CACHE_BYTES`."""
         with self._cache_lock:
             self._cache[key] = (version, value)
-            while len(self._cache) > _CACHE_SIZE:
+            self._cache.move_to_end(key)
+            while len(self._cache) > 1 and _cache_bytes(self._cache) > _CACHE_BYTES:
                 self._cache.popitem(last=False)
 
     # -- routes -------------------------------------------------------------
@@ -217,11 +235,12 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             "metric": metric,
             "layers": series.layers,
             "total_steps": int(len(series.steps)),
-            "steps": steps.tolist(),
-            "step_ranges": ranges.tolist(),
-            "values": values.tolist(),
+            "steps": steps,
+            "step_ranges": ranges,
+            "values": values,
         }
-        return http_util.Respond(request, body, "application/json")
+        self._warm(ctx, experiment, run, metrics)
+        return http_util.Respond(request, to_json(body), "application/json")
 
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
@@ -236,14 +255,14 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             )
             row = np.searchsorted(series.steps, step)
             if row < len(series.steps) and series.steps[row] == step:
-                per_metric[metric] = series.values[row].tolist()
+                per_metric[metric] = series.values[row]
                 layers = layers or series.layers
         if not per_metric:
             raise errors.NotFoundError(
                 f"Run {run!r} has no recorded step {step}"
             )
         body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
-        return http_util.Respond(request, body, "application/json")
+        return http_util.Respond(request, to_json(body), "application/json")
 
     @werkzeug.wrappers.Request.application
     def _serve_findings(self, request):
@@ -388,6 +407,82 @@ def _int_param(request, name, default, low, high):
             f"Parameter {name!r} must be between {low} and {high}, got {value}"
         )
     return value
+
+
+def _series_of(data, layers):
+    """A `Series` from the data provider's tensors; a step whose tensor is
+    not a vector of numbers, one per layer, is left out (a damaged record
+    loses its step only), and a step written twice keeps its later record."""
+    steps, rows = [], []
+    for datum in data:
+        array = datum.numpy
+        if (
+            isinstance(array, np.ndarray)
+            and array.dtype.kind in "fiu"
+            and array.size == len(layers)
+        ):
+            steps.append(datum.step)
+            rows.append(array.reshape(-1))
+    if not steps:
+        return Series(np.zeros(0, np.int64), np.zeros((0, len(layers)), np.float32), layers)
+    steps = np.asarray(steps, dtype=np.int64)
+    # The last occurrence of each step, in step order.
+    unique, last_from_end = np.unique(steps[::-1], return_index=True)
+    rows_kept = len(steps) - 1 - last_from_end
+    values = np.stack(rows).astype(np.float32, copy=False)[rows_kept]
+    return Series(unique, values, layers)
+
+
+def _cache_bytes(cache):
+    return sum(
+        value.values.nbytes
+        for _, value in cache.values()
+        if isinstance(value, Series)
+    )
+
+
+def to_json(value):
+    """JSON text of a response body, with float arrays written fast.
+
+    TensorBoard's `Respond` would walk every float of a 1000 x 200 heatmap in
+    Python to spell NaN and Infinity as strings; here numpy writes each
+    float array at once, in the shortest text that round-trips its float32
+    value (what the callback recorded), with the same "NaN", "Infinity" and
+    "-Infinity" strings.
+
+    Args:
+        value: Dicts, lists, strings, numbers and numpy arrays.
+
+    Returns:
+        A `str`.
+    """
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind != "f":
+            return json.dumps(value.tolist())
+        return _float_array_json(value.astype(np.float32, copy=False))
+    if isinstance(value, dict):
+        return "{" + ",".join(
+            f"{json.dumps(str(k))}:{to_json(v)}" for k, v in value.items()
+        ) + "}"
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(to_json(v) for v in value) + "]"
+    return json.dumps(json_util.Cleanse(value))
+
+
+def _float_array_json(array):
+    text = array.astype("<U32")
+    text[np.isnan(array)] = '"NaN"'
+    text[np.isposinf(array)] = '"Infinity"'
+    text[np.isneginf(array)] = '"-Infinity"'
+    return _nested(text)
+
+
+def _nested(text):
+    if text.ndim == 0:
+        return str(text)
+    if text.ndim == 1:
+        return "[" + ",".join(text.tolist()) + "]"
+    return "[" + ",".join(_nested(row) for row in text) + "]"
 
 
 def downsample(steps, values, max_columns, scale):

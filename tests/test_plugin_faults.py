@@ -183,8 +183,10 @@ def assert_plain_error(response, status, *needles):
 
 
 def as_array(rows, num_layers=len(LAYERS)):
-    """JSON rows (TensorBoard writes NaN as "NaN") as a float array."""
-    return np.array(rows, dtype=np.float64).reshape(len(rows), num_layers)
+    """JSON rows (NaN spelled "NaN", as TensorBoard does) as a float32 array:
+    the plugin writes each value in the shortest text that round-trips the
+    float32 the callback recorded."""
+    return np.array(rows, dtype=np.float32).reshape(len(rows), num_layers)
 
 
 def assert_heatmap_exact(body, run, metric, steps, layers=LAYERS, values=None):
@@ -459,7 +461,7 @@ def test_a_truncated_model_fit_run_keeps_its_recorded_steps_exactly(tmp_path):
         body = served.json("profile", run="fit", step=step)
         assert set(body["metrics"]) == set(recorded.metrics)
         for metric in recorded.metrics:
-            np.testing.assert_array_equal(np.array(body["metrics"][metric], dtype=float), recorded.metric(metric)[row])
+            np.testing.assert_array_equal(np.array(body["metrics"][metric], dtype=np.float32), recorded.metric(metric)[row])
     assert_plain_error(served.get("profile", run="fit", step=cut_step), 404, f"no recorded step {cut_step}")
     body = served.json("findings", run="fit")
     if documents:

@@ -4,15 +4,19 @@ import argparse
 import json
 import subprocess
 import sys
+import time
 
+import hypothesis.extra.numpy as hnp
 import numpy as np
 import pytest
 import werkzeug.test
+from hypothesis import given, settings
 from tensorboard.backend import application
 from tensorboard.backend.event_processing import data_provider, plugin_event_multiplexer
 from tensorboard.plugins import base_plugin
 
 from gradwatch_tensorboard import loader, metadata
+from gradwatch_tensorboard import plugin as plugin_module
 from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
 from gradwatch_tensorboard.summary import SummaryWriter
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
@@ -50,7 +54,9 @@ def make_client(log_root):
     context = base_plugin.TBContext(logdir=str(log_root), data_provider=provider)
     plugin = loader.GradWatchLoader().load(context)
     app = application.TensorBoardWSGI([plugin], data_provider=provider)
-    return werkzeug.test.Client(app, werkzeug.wrappers.Response)
+    client = werkzeug.test.Client(app, werkzeug.wrappers.Response)
+    client.plugin = plugin
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +241,32 @@ def test_stock_tensorboard_serves_every_step_of_a_long_run(log_root):
         assert body["steps"] == [s * 3 for s in range(LONG_STEPS)]
         status, text = tb.get("data/plugin/gradwatch/heatmap?run=long&metric=nope")
         assert status == 404 and b"nope" in text
+
+
+def test_viewing_a_heatmap_reads_the_runs_other_metrics_ahead(log_root):
+    # The depth profile needs every metric at one step; on a long run each
+    # series takes about a second to read, so the first heatmap request
+    # starts reading the rest in the background.
+    client = make_client(log_root)
+    reads = []
+    provider = client.plugin._data_provider
+    read_tensors = provider.read_tensors
+    provider.read_tensors = lambda *a, **k: reads.append(k["run_tag_filter"].tags) or read_tensors(*a, **k)
+    get_json(client, "heatmap", run="long", metric="activation_var")
+    deadline = time.monotonic() + 30
+    while len(reads) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
+    assert len(reads) == 2  # activation_var, then dead_fraction ahead of time
+    profile = get_json(client, "profile", run="long", step=3 * 700)
+    assert profile["metrics"]["dead_fraction"][1] == 0.0 and profile["metrics"]["activation_var"][1] == 700.0
+    get_json(client, "heatmap", run="long", metric="dead_fraction")
+    assert len(reads) == 2  # both answered from memory
+
+
+@settings(max_examples=200, deadline=None)
+@given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=6)))
+def test_float_arrays_round_trip_through_the_json_encoding(array):
+    decoded = json.loads(plugin_module.to_json({"values": array}))["values"]
+    as_float32 = np.array(decoded, dtype=np.float32).reshape(array.shape)
+    np.testing.assert_array_equal(as_float32, array)  # NaN where NaN, +-inf too
