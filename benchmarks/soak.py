@@ -483,9 +483,12 @@ def measure_memory(steps, layers, log_dir, warmup=None, samples=DEFAULT_SAMPLES,
         if tracemalloc.is_tracing():
             tracemalloc.stop()
     seconds = time.perf_counter() - started
-    if not sampler.samples or sampler.samples[-1]["step"] != sampler.step:
-        sampler.heap = False  # tracemalloc has stopped: no heap figures
-        sampler.sample()
+    # RSS once fit has ended (its writers closed, its window released):
+    # reported apart, never fitted with the samples taken while training.
+    sampler.heap = False  # tracemalloc has stopped: no heap figures
+    sampler.sample()
+    after_fit = sampler.samples.pop()
+    sampler.censuses.pop()
     recording = gradwatch.load(log_dir)
     result = {
         "steps": sampler.step,
@@ -497,6 +500,7 @@ def measure_memory(steps, layers, log_dir, warmup=None, samples=DEFAULT_SAMPLES,
         "seconds": seconds,
         "rss_start_kb": rss_start,
         "samples": sampler.samples,
+        "after_fit": after_fit,
         "growing_containers": growing_containers(sampler.censuses),
         "event_bytes": directory_bytes(log_dir),
     }
@@ -596,6 +600,12 @@ def memory_report(result):
             else "none."
         ),
     ]
+    after = result.get("after_fit")
+    if after:
+        lines.append(
+            f"After fit returned: RSS {after['rss_kb'] / 1024:.1f} MB, "
+            f"{after['gc_objects']:,} gc objects (not in the slopes)."
+        )
     return "\n".join(lines)
 
 
