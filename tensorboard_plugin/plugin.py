@@ -11,7 +11,9 @@ Routes (relative to the plugin's folder):
   server into at most N columns. Fractions and counts keep the worst (max)
   value of each column, so a short-lived pathology never averages away; other
   metrics keep the real value at the column's last step.
-- `profile?run=R&step=S`: every metric across layers at one recorded step.
+- `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
+  across layers at one recorded step. The page asks for the two it draws: on
+  a long run each series not yet in memory takes about half a second to read.
 - `findings?run=R`: the latest findings document the callback wrote for the
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
@@ -246,8 +248,11 @@ class GradWatchPlugin(base_plugin.TBPlugin):
     def _serve_profile(self, request):
         run = _required(request, "run")
         step = _int_param(request, "step", None, 0, 2**62)
+        wanted = request.args.get("metrics")
         ctx, experiment, listing = self._listing(request.environ)
         metrics = self._run_tags(listing, run)
+        if wanted is not None:
+            metrics = _chosen_metrics(run, metrics, wanted)
         layers, per_metric = None, {}
         for metric in sorted(metrics, key=_metric_order):
             series = self._read_series(
@@ -379,6 +384,22 @@ def _run_tag_filter(run, tag):
 def _metric_order(name):
     names = metadata.METRIC_NAMES
     return (names.index(name) if name in names else len(names), name)
+
+
+def _chosen_metrics(run, metrics, wanted):
+    """The subset of `metrics` named in the comma-separated `wanted`."""
+    names = [name for name in wanted.split(",") if name]
+    if not names or len(wanted) > 4096:
+        raise errors.InvalidArgumentError(
+            "Parameter 'metrics' must be a comma-separated list of metric names"
+        )
+    unknown = [name for name in names if name not in metrics]
+    if unknown:
+        raise errors.NotFoundError(
+            f"Run {run!r} has no metric {unknown[0]!r}; it has "
+            f"{sorted(metrics, key=_metric_order)}"
+        )
+    return {name: metrics[name] for name in names}
 
 
 def _required(request, name):

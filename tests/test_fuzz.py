@@ -40,9 +40,12 @@ def test_heatmap_parameters_never_crash(client, run, metric, max_columns):
 
 
 @FUZZ
-@given(run=texts, step=texts)
-def test_profile_parameters_never_crash(client, run, step):
-    query = urllib.parse.urlencode({"run": run, "step": step})
+@given(run=texts, step=texts, metrics=st.none() | texts)
+def test_profile_parameters_never_crash(client, run, step, metrics):
+    params = {"run": run, "step": step}
+    if metrics is not None:
+        params["metrics"] = metrics
+    query = urllib.parse.urlencode(params)
     response = client.get(PREFIX + "profile?" + query)
     assert response.status_code in (200, 400, 404), response.get_data(as_text=True)
 

@@ -144,6 +144,24 @@ def test_profile_gives_every_metric_across_layers(client, log_root):
     )
 
 
+def test_profile_reads_only_the_metrics_asked_for(log_root):
+    import gradwatch
+
+    client = make_client(log_root)
+    reads = []
+    provider = client.plugin._data_provider
+    read_tensors = provider.read_tensors
+    provider.read_tensors = lambda *a, **k: reads.append(k["run_tag_filter"].tags) or read_tensors(*a, **k)
+    recorded = gradwatch.load(str(log_root / "relu"))
+    step = int(recorded.steps[2])
+    body = get_json(client, "profile", run="relu", step=step, metrics="gradient_var,activation_var")
+    assert set(body["metrics"]) == {"activation_var", "gradient_var"}
+    assert len(reads) == 2
+    np.testing.assert_array_equal(
+        np.array(body["metrics"]["gradient_var"], dtype=np.float32), recorded.metric("gradient_var")[2]
+    )
+
+
 @pytest.mark.parametrize(
     "path, params, status",
     [
@@ -160,6 +178,9 @@ def test_profile_gives_every_metric_across_layers(client, log_root):
         ("profile", {"run": "relu", "step": "1.5"}, 400),
         ("profile", {"run": "relu", "step": "999999"}, 404),
         ("profile", {"run": "nope", "step": "0"}, 404),
+        ("profile", {"run": "relu", "step": "0", "metrics": ","}, 400),
+        ("profile", {"run": "relu", "step": "0", "metrics": "activation_var,nope"}, 404),
+        ("profile", {"run": "relu", "step": "0", "metrics": "m," * 3000}, 400),
     ],
 )
 def test_bad_parameters_are_plain_text_errors(client, path, params, status):

@@ -12,7 +12,7 @@ import { FindingsPanel } from './findings.js';
 import { formatStep, formatValue } from './format.js';
 import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
 import { Legend } from './legend.js';
-import { ProfileView } from './profile.js';
+import { PROFILE_SERIES, ProfileView } from './profile.js';
 import { Tooltip } from './tooltip.js';
 
 const POLL_MS = 5000;
@@ -463,7 +463,8 @@ class App {
     this.profile.open(run, step, this.metricInfo);
     this.layoutPanels();
     try {
-      const { json } = await getJSON('profile', { run, step: String(step) });
+      const metrics = PROFILE_SERIES.map((s) => s.key).join(',');
+      const { json } = await getJSON('profile', { run, step: String(step), metrics });
       if (seq !== this.profileSeq) return;
       this.profile.setData(json);
       this.profile.el.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
