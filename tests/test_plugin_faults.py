@@ -422,6 +422,37 @@ def test_an_unreadable_findings_document_is_a_plain_400(tensor_damage):
 # -- a real training run ------------------------------------------------------
 
 
+@pytest.mark.parametrize("error", [KeyboardInterrupt, RuntimeError])
+def test_an_interrupted_fit_is_served_up_to_its_last_step(tmp_path, error):
+    # KeyboardInterrupt, or another callback raising, in the middle of an
+    # epoch: what GradWatch recorded is on disk for TensorBoard, exactly.
+    import keras
+
+    import gradwatch
+    from runs import deep_mlp
+
+    class Interrupt(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if batch == 4:
+                raise error("stop")
+
+    keras.utils.set_random_seed(2)
+    run_dir = tmp_path / "logs" / "interrupted"
+    x = np.random.default_rng(0).normal(size=(320, 8)).astype(np.float32)
+    with pytest.raises(error):
+        deep_mlp(2, "tanh", "glorot_uniform", width=8).fit(
+            x, x[:, :1], batch_size=16, verbose=0,
+            callbacks=[gradwatch.GradWatch(str(run_dir), update_freq=1, verbose=0), Interrupt()])
+    recorded = gradwatch.load(str(run_dir))
+    np.testing.assert_array_equal(recorded.steps, np.arange(5))
+    served = Served(tmp_path / "logs")
+    assert served.runs()["interrupted"]["last_step"] == 4
+    for metric in ("activation_var", "gradient_var", "saturation_fraction"):
+        body = served.json("heatmap", run="interrupted", metric=metric)
+        assert body["steps"] == list(range(5))
+        np.testing.assert_array_equal(as_array(body["values"], len(recorded.layers)), recorded.metric(metric))
+
+
 def test_a_truncated_model_fit_run_keeps_its_recorded_steps_exactly(tmp_path):
     import keras
 
