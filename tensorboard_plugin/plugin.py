@@ -129,8 +129,11 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         """Reads a run's other metrics into the cache in the background, so
         that the depth profile (every metric at one step) and switching
         metric answer from memory: on a long run each series takes about a
-        second to read, most of it TensorBoard's decoding of the tensors."""
-        key = (experiment, run, tuple(sorted((m, s.max_step) for m, s in metrics.items())))
+        second to read, most of it TensorBoard's decoding of the tensors.
+
+        Once per run: while a run grows, the page's refresh re-reads only
+        the series it shows, not all of them every few seconds."""
+        key = (experiment, run)
         with self._cache_lock:
             if key in self._warmed:
                 return

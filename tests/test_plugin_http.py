@@ -55,8 +55,28 @@ def make_client(log_root):
     plugin = loader.GradWatchLoader().load(context)
     app = application.TensorBoardWSGI([plugin], data_provider=provider)
     client = werkzeug.test.Client(app, werkzeug.wrappers.Response)
-    client.plugin = plugin
+    client.plugin, client.multiplexer = plugin, multiplexer
     return client
+
+
+def client_counting_reads(log_root):
+    """`(client, reads)`: a client whose data provider appends the tags of
+    every `read_tensors` call to `reads`."""
+    client = make_client(log_root)
+    reads = []
+    provider = client.plugin._data_provider
+    read_tensors = provider.read_tensors
+    provider.read_tensors = lambda *a, **k: reads.append(k["run_tag_filter"].tags) or read_tensors(*a, **k)
+    return client, reads
+
+
+def wait_for_reads(reads, count, timeout=30):
+    """Waits until `reads` holds `count` calls, then a little longer, so
+    that a call too many would show."""
+    deadline = time.monotonic() + timeout
+    while len(reads) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.2)
 
 
 @pytest.fixture(scope="module")
@@ -147,11 +167,7 @@ def test_profile_gives_every_metric_across_layers(client, log_root):
 def test_profile_reads_only_the_metrics_asked_for(log_root):
     import gradwatch
 
-    client = make_client(log_root)
-    reads = []
-    provider = client.plugin._data_provider
-    read_tensors = provider.read_tensors
-    provider.read_tensors = lambda *a, **k: reads.append(k["run_tag_filter"].tags) or read_tensors(*a, **k)
+    client, reads = client_counting_reads(log_root)
     recorded = gradwatch.load(str(log_root / "relu"))
     step = int(recorded.steps[2])
     body = get_json(client, "profile", run="relu", step=step, metrics="gradient_var,activation_var")
@@ -268,21 +284,34 @@ def test_viewing_a_heatmap_reads_the_runs_other_metrics_ahead(log_root):
     # The depth profile needs every metric at one step; on a long run each
     # series takes about a second to read, so the first heatmap request
     # starts reading the rest in the background.
-    client = make_client(log_root)
-    reads = []
-    provider = client.plugin._data_provider
-    read_tensors = provider.read_tensors
-    provider.read_tensors = lambda *a, **k: reads.append(k["run_tag_filter"].tags) or read_tensors(*a, **k)
+    client, reads = client_counting_reads(log_root)
     get_json(client, "heatmap", run="long", metric="activation_var")
-    deadline = time.monotonic() + 30
-    while len(reads) < 2 and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(0.2)
+    wait_for_reads(reads, 2)
     assert len(reads) == 2  # activation_var, then dead_fraction ahead of time
     profile = get_json(client, "profile", run="long", step=3 * 700)
     assert profile["metrics"]["dead_fraction"][1] == 0.0 and profile["metrics"]["activation_var"][1] == 700.0
     get_json(client, "heatmap", run="long", metric="dead_fraction")
     assert len(reads) == 2  # both answered from memory
+
+
+def test_a_growing_run_is_read_ahead_once(tmp_path):
+    # The page refreshes the shown heatmap every 5 s while a run grows: that
+    # must not re-read every other series of the run each time.
+    writer = SummaryWriter(str(tmp_path / "live"), ["a", "b"])
+    metrics = ("activation_var", "gradient_var", "dead_fraction")
+    for step in range(3):
+        writer.write_step(step, {m: [1.0, 2.0] for m in metrics})
+    client, reads = client_counting_reads(tmp_path)
+    get_json(client, "heatmap", run="live", metric="activation_var")
+    wait_for_reads(reads, len(metrics))
+    assert len(reads) == len(metrics)
+    writer.write_step(3, {m: [1.0, 2.0] for m in metrics})
+    writer.close()
+    client.multiplexer.Reload()
+    body = get_json(client, "heatmap", run="live", metric="activation_var")
+    assert body["steps"] == [0, 1, 2, 3]
+    wait_for_reads(reads, len(metrics) + 2)
+    assert len(reads) == len(metrics) + 1  # only the grown series shown
 
 
 @settings(max_examples=200, deadline=None)
