@@ -26,6 +26,24 @@ def fit_and_load(model, x, y, log_dir, batch_size=32, epochs=1, **gradwatch_kwar
     return gradwatch.load(log_dir)
 
 
+def raise_at(batch, error, when="end"):
+    """A Keras callback that raises `error` (an exception or its class) as
+    batch `batch` of an epoch begins or ends: a KeyboardInterrupt, or
+    another callback failing, in the middle of `fit`."""
+    import keras
+
+    class RaiseAt(keras.callbacks.Callback):
+        def on_train_batch_begin(self, index, logs=None):
+            if when == "begin" and index == batch:
+                raise error
+
+        def on_train_batch_end(self, index, logs=None):
+            if when == "end" and index == batch:
+                raise error
+
+    return RaiseAt()
+
+
 def column(recording, metric, layer, row=-1):
     """One layer's value of `metric` at recorded row `row`."""
     return recording.metric(metric)[row, recording.layers.index(layer)]

@@ -9,7 +9,7 @@ import pytest
 
 import gradwatch
 from gradwatch import hooks
-from conftest import fit_and_load, rng
+from conftest import fit_and_load, raise_at, rng
 
 
 def small_model(name_prefix=""):
@@ -171,16 +171,6 @@ def test_resuming_with_initial_epoch_continues_the_step_axis(tmp_path):
     np.testing.assert_array_equal(run.steps, np.arange(0, 16, 2))
 
 
-class StopAt(keras.callbacks.Callback):
-    def __init__(self, step, error):
-        super().__init__()
-        self.step, self.error = step, error
-
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == self.step:
-            raise self.error
-
-
 def test_resuming_with_backup_and_restore_leaves_one_record_per_step(tmp_path):
     # A crash at step 6 of epoch 0 after a backup at step 4: the restarted
     # fit restores the optimizer's step count and re-runs the epoch from
@@ -190,7 +180,7 @@ def test_resuming_with_backup_and_restore_leaves_one_record_per_step(tmp_path):
         small_model().fit(*data(256), batch_size=16, epochs=2, verbose=0, callbacks=[
             keras.callbacks.BackupAndRestore(backup, save_freq=4),
             gradwatch.GradWatch(log_dir, update_freq=1, verbose=0),
-            StopAt(6, RuntimeError("crash"))])
+            raise_at(6, RuntimeError("crash"))])
     np.testing.assert_array_equal(gradwatch.load(log_dir).steps, np.arange(7))
     model = small_model()
     model.fit(*data(256), batch_size=16, epochs=2, verbose=0, callbacks=[
@@ -208,7 +198,7 @@ def test_an_interrupted_fit_keeps_what_it_recorded(log_dir, error):
     model = small_model()
     callback = gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)
     with pytest.raises(type(error)):
-        model.fit(*data(256), batch_size=16, verbose=0, callbacks=[callback, StopAt(5, error)])
+        model.fit(*data(256), batch_size=16, verbose=0, callbacks=[callback, raise_at(5, error)])
     run = gradwatch.load(log_dir)
     np.testing.assert_array_equal(run.steps, np.arange(6))
     assert np.isfinite(run.metric("activation_var")).all()

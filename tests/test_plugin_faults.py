@@ -429,12 +429,8 @@ def test_an_interrupted_fit_is_served_up_to_its_last_step(tmp_path, error):
     import keras
 
     import gradwatch
+    from conftest import raise_at
     from runs import deep_mlp
-
-    class Interrupt(keras.callbacks.Callback):
-        def on_train_batch_end(self, batch, logs=None):
-            if batch == 4:
-                raise error("stop")
 
     keras.utils.set_random_seed(2)
     run_dir = tmp_path / "logs" / "interrupted"
@@ -442,7 +438,7 @@ def test_an_interrupted_fit_is_served_up_to_its_last_step(tmp_path, error):
     with pytest.raises(error):
         deep_mlp(2, "tanh", "glorot_uniform", width=8).fit(
             x, x[:, :1], batch_size=16, verbose=0,
-            callbacks=[gradwatch.GradWatch(str(run_dir), update_freq=1, verbose=0), Interrupt()])
+            callbacks=[gradwatch.GradWatch(str(run_dir), update_freq=1, verbose=0), raise_at(4, error)])
     recorded = gradwatch.load(str(run_dir))
     np.testing.assert_array_equal(recorded.steps, np.arange(5))
     served = Served(tmp_path / "logs")

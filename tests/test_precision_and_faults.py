@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import gradwatch
-from conftest import rng
+from conftest import raise_at, rng
 
 
 @pytest.fixture
@@ -114,18 +114,12 @@ def test_two_gradwatch_on_one_model_each_record_what_they_would_alone(tmp_path):
     assert "apply" not in vars(model.optimizer)
 
 
-class Interrupt(keras.callbacks.Callback):
-    def on_train_batch_end(self, batch, logs=None):
-        if batch == 1:
-            raise KeyboardInterrupt
-
-
 def test_after_an_interrupted_fit_a_new_gradwatch_starts_clean(tmp_path):
     model = two_layer_model()
     x = rng(6).normal(size=(64, 8)).astype(np.float32)
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, x[:, :1], batch_size=16, verbose=0,
-                  callbacks=[gradwatch.GradWatch(str(tmp_path / "a"), update_freq=1, verbose=0), Interrupt()])
+                  callbacks=[gradwatch.GradWatch(str(tmp_path / "a"), update_freq=1, verbose=0), raise_at(1, KeyboardInterrupt)])
     with pytest.warns(UserWarning, match="interrupted fit"):
         model.fit(x, x[:, :1], batch_size=16, verbose=0,
                   callbacks=[gradwatch.GradWatch(str(tmp_path / "b"), update_freq=1, verbose=0)])
@@ -136,11 +130,6 @@ def test_after_an_interrupted_fit_a_new_gradwatch_starts_clean(tmp_path):
     assert "apply" not in vars(model.optimizer)
 
 
-class InterruptFirstStep(keras.callbacks.Callback):
-    def on_train_batch_begin(self, batch, logs=None):
-        raise KeyboardInterrupt
-
-
 def test_hooks_left_by_a_fit_interrupted_before_its_first_step_are_removed(tmp_path):
     # The leftover attached at the same step as the new GradWatch, so only
     # its silence on the next step gives it away.
@@ -149,7 +138,7 @@ def test_hooks_left_by_a_fit_interrupted_before_its_first_step_are_removed(tmp_p
     with pytest.raises(KeyboardInterrupt):
         model.fit(x, x[:, :1], batch_size=16, verbose=0,
                   callbacks=[gradwatch.GradWatch(str(tmp_path / "a"), update_freq=1, verbose=0),
-                             InterruptFirstStep()])
+                             raise_at(0, KeyboardInterrupt, when="begin")])
     with pytest.warns(UserWarning, match="interrupted"):
         model.fit(x, x[:, :1], batch_size=16, verbose=0,
                   callbacks=[gradwatch.GradWatch(str(tmp_path / "b"), update_freq=1, verbose=0)])
