@@ -32,7 +32,7 @@ the callback writes: 19 metric vectors and 6 headline scalars per step, a
 findings document every 16 records, an init audit; values vary per step and
 layer, with NaN where a metric does not apply and a few scattered NaN). It
 reports the write time and file size, starts the stock `tensorboard` binary
-on it (its default Rust data server, as tests/tensorboard_process.py does),
+on it (its default Rust data server, as the tests start it),
 waits until the run is fully loaded (last step and final findings visible;
 that time is itself a result), then times every route many times: `runs`,
 `heatmap` for every metric with the default `max_columns` (first request,
@@ -59,13 +59,10 @@ import gc
 import json
 import math
 import os
-import re
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 import tracemalloc
 import urllib.error
@@ -78,6 +75,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from benchmarks import machine as machine_info  # noqa: E402
 from benchmarks.machine import status_kb  # noqa: E402
+from benchmarks.tensorboard_process import TensorBoardProcess  # noqa: E402
 from gradwatch_tensorboard import metadata  # noqa: E402  (no TensorFlow)
 from gradwatch_tensorboard.summary import SummaryWriter  # noqa: E402
 
@@ -764,72 +762,21 @@ def write_synthetic_run(run_dir, steps, layers, seed=0, progress=True):
     }
 
 
-class TensorBoard:
-    """The stock `tensorboard --logdir` on a free loopback port, as
-    tests/tensorboard_process.py starts it (with its `--reload_interval 1`).
-
-    Args:
-        log_dir: The directory to serve.
-        extra_args: More command-line flags.
-        start_timeout: Seconds to wait for its URL.
-    """
+class TensorBoard(TensorBoardProcess):
+    """The stock `tensorboard --logdir` as the tests start it, with timed
+    requests and the memory of its processes."""
 
     def __init__(self, log_dir, extra_args=(), start_timeout=120):
-        self.log_dir = str(log_dir)
-        self.extra_args = list(extra_args)
-        self.start_timeout = start_timeout
-        self.url = None
-        self.process = None
-        self.started = None
-        self.output = []
+        super().__init__(log_dir, extra_args, start_timeout)
 
-    def __enter__(self):
-        binary = shutil.which(
-            "tensorboard", path=os.path.dirname(sys.executable)
-        ) or shutil.which("tensorboard")
-        command = [binary, "--logdir", self.log_dir, "--port", "0",
-                   "--host", "127.0.0.1", "--reload_interval", "1",
-                   *self.extra_args]
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-        )
-        deadline = time.time() + self.start_timeout
-        while time.time() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                if self.process.poll() is not None:
-                    break
-                continue
-            self.output.append(line)
-            match = re.search(r"(http://[^\s]+/)", line)
-            if match:
-                self.url = match.group(1)
-                break
-        if self.url is None:
-            self.__exit__()
-            raise RuntimeError("tensorboard did not start:\n" + "".join(self.output))
-
-        def drain():
-            for line in self.process.stdout:
-                self.output.append(line)
-                del self.output[:-200]
-
-        threading.Thread(target=drain, daemon=True).start()
-        return self
-
-    def get(self, path, timeout=300):
+    def timed_get(self, path, timeout=300):
         """`(status, body bytes, seconds)` of a GET on this TensorBoard."""
         started = time.perf_counter()
-        try:
-            with urllib.request.urlopen(self.url + path, timeout=timeout) as r:
-                status, body = r.status, r.read()
-        except urllib.error.HTTPError as e:
-            status, body = e.code, e.read()
+        status, body = self.get(path, timeout)
         return status, body, time.perf_counter() - started
 
     def get_json(self, path, timeout=300):
-        status, body, seconds = self.get(path, timeout)
+        status, body, seconds = self.timed_get(path, timeout)
         if status != 200:
             raise RuntimeError(f"GET {path}: HTTP {status}: {body[:500]!r}")
         return json.loads(body), len(body), seconds
@@ -841,15 +788,6 @@ class TensorBoard:
             pid: (_command_name(pid), status_kb("VmRSS", pid), status_kb("VmHWM", pid))
             for pid in process_tree(self.process.pid)
         }
-
-    def __exit__(self, *exc):
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
 
 
 def _quote(value):
@@ -890,12 +828,12 @@ def _percentile(values, q):
 def time_route(tb, path, repeats):
     """`{"first", "median", "p95", "max", "bytes", "status"}` over `1 + repeats`
     GETs of `path`; `first` is the first one, the rest make the statistics."""
-    status, body, first = tb.get(path)
+    status, body, first = tb.timed_get(path)
     if status != 200:
         raise RuntimeError(f"GET {path}: HTTP {status}: {body[:500]!r}")
     times = []
     for _ in range(repeats):
-        _, body, seconds = tb.get(path)
+        _, body, seconds = tb.timed_get(path)
         times.append(seconds)
     return {
         "path": path,

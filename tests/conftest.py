@@ -1,8 +1,11 @@
 """Shared helpers: small models whose statistics are known by construction."""
 
 import os
+import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# The repository root, for `benchmarks` (the soak, the TensorBoard launcher).
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import numpy as np
 import pytest

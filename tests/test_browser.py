@@ -10,7 +10,7 @@ import shutil
 import pytest
 
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
-from tensorboard_process import TensorBoardProcess
+from benchmarks.tensorboard_process import TensorBoardProcess
 
 CHROMIUM = os.environ.get("GRADWATCH_CHROMIUM", "/usr/bin/chromium")
 playwright_api = pytest.importorskip("playwright.sync_api")

@@ -33,7 +33,7 @@ from tensorboard.util import tensor_util
 
 from gradwatch_tensorboard import loader, metadata
 from gradwatch_tensorboard.summary import SummaryWriter
-from tensorboard_process import TensorBoardProcess
+from benchmarks.tensorboard_process import TensorBoardProcess
 
 PREFIX = "/data/plugin/gradwatch/"
 LAYERS = ["input_proj", "hidden_0", "hidden_1", "head"]

@@ -20,7 +20,7 @@ from gradwatch_tensorboard import plugin as plugin_module
 from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
 from gradwatch_tensorboard.summary import SummaryWriter
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
-from tensorboard_process import TensorBoardProcess
+from benchmarks.tensorboard_process import TensorBoardProcess
 
 PREFIX = "/data/plugin/gradwatch/"
 LONG_STEPS = 1500

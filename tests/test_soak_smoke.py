@@ -13,16 +13,10 @@ dict per step where the callback can't reach it (only the heap sees it).
 
 import json
 import math
-import pathlib
-import sys
 
 import numpy as np
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
-
-from benchmarks import soak  # noqa: E402
+from benchmarks import soak
 
 # Recorded steps at which the check looks: after the findings window (64
 # rows) is full and the first evaluations have run. Python allocations are
