@@ -8,7 +8,7 @@ written as a function of y, so nothing else needs to be captured.
 """
 
 import keras
-import tensorflow as tf
+from keras import ops
 
 GLOROT, HE, LECUN = "glorot", "he", "lecun"
 
@@ -45,18 +45,18 @@ def _logistic_saturated(y, threshold):
 
 
 def _tanh_saturated(y, threshold):
-    return 1.0 - tf.square(y) < threshold
+    return 1.0 - ops.square(y) < threshold
 
 
 def _softsign_saturated(y, threshold):
-    return tf.square(1.0 - tf.abs(y)) < threshold
+    return ops.square(1.0 - ops.abs(y)) < threshold
 
 
 def _clipped(low, high):
     # Piecewise-linear activations are flat (f' = 0) at their clip values.
     def saturated(y, threshold):
         del threshold
-        return tf.logical_or(y <= low, y >= high)
+        return ops.logical_or(y <= low, y >= high)
 
     return saturated
 
@@ -66,7 +66,7 @@ def _elu_saturated(alpha, scale=1.0):
     peak = max(scale, scale * alpha)
 
     def saturated(y, threshold):
-        return tf.logical_and(y < 0.0, y + scale * alpha < threshold * peak)
+        return ops.logical_and(y < 0.0, y + scale * alpha < threshold * peak)
 
     return saturated
 

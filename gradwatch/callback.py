@@ -163,7 +163,7 @@ class GradWatch(keras.callbacks.Callback):
             self._instrumentation = self._instrument(model)
         # else: the same model and optimizer as the last fit, whose traced
         # instrumented step is reused.
-        ordered = [(p.path, p.layer, p.nonlinearity) for p in self._instrumentation.probes]
+        ordered = self._instrumentation.selection
         self._instrumentation.attach()
         # A subclassed model's layers are built by its first step: audit them
         # then, on the weights that step started from as nearly as we can.
@@ -203,14 +203,11 @@ class GradWatch(keras.callbacks.Callback):
         if not self._attached():
             return
         first = self._next_step
-        self._instrumentation.step(first)
         last = first + self._steps_per_call() - 1
         # Record when this call covers a multiple of update_freq.
-        if last // self.update_freq * self.update_freq >= first:
-            self._recording_step = first
-            self._instrumentation.record_next_step()
-        else:
-            self._recording_step = None
+        record = last // self.update_freq * self.update_freq >= first
+        self._recording_step = first if record else None
+        self._instrumentation.step(first, record)
 
     def on_train_batch_end(self, batch, logs=None):
         if not self._attached():
@@ -243,11 +240,11 @@ class GradWatch(keras.callbacks.Callback):
         instrumentation = self._instrumentation
         if not instrumentation.replicas.is_chief:
             return  # Other workers of a multi-worker job write nothing.
-        values = instrumentation.snapshot()
-        probes = instrumentation.watched
-        if not probes:
+        watched = instrumentation.watched
+        if not watched:
             return
-        layer_names = [p.path for p in probes]
+        values = instrumentation.read(step)
+        layer_names = [path for path, _, _ in watched]
         if self._writer is None:
             self._writer = SummaryWriter(self.log_dir, layer_names)
             if self.verbose:
@@ -257,9 +254,7 @@ class GradWatch(keras.callbacks.Callback):
                 )
             audit = self._pending_audit
             if audit is None:
-                audit = init_audit.audit(
-                    [(p.path, p.layer, p.nonlinearity) for p in probes]
-                )
+                audit = init_audit.audit(watched)
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
             self._pending_audit = None

@@ -1,24 +1,27 @@
-"""How statistics are captured: hooks into the real train step.
+"""How statistics are captured: taps in the one train function.
 
-A `LayerProbe` wraps one layer's `call`. While a capture is active (only in the
-instrumented copy of the train function, see `Instrumentation`), it reduces
-the layer's input and output to a few numbers with `gradwatch.statistics`,
-and wraps the output in an identity whose gradient function reduces
-dLoss/d(output) the same way. The numbers land in small non-trainable
-variables that the probe owns (the model gets none), so nothing but
-`O(layers x metrics)` floats ever leaves the device.
+While GradWatch is attached, the model runs a single train function: Keras'
+own train step, wrapped. As it is traced,
 
-An `OptimizerProbe` wraps the optimizer's `apply` to measure each layer's
-kernel-gradient norm and update ratio on the same step.
+- a `LayerTap` on each watched layer's `call` keeps the layer's input and
+  output, BatchNormalization's moving statistics before the call, and wraps
+  the output in an identity whose gradient hands over dLoss/d(output);
+- an `OptimizerTap` on `optimizer.apply` keeps each watched kernel's gradient
+  (and the loss scale, under mixed precision);
+- after Keras' step, one `cond` on a recording flag measures everything kept
+  (`gradwatch.statistics`) and stores the few numbers per layer in one
+  variable, which the host reads with one call. A recorded step also starts
+  with a copy of the watched kernels, for the update ratio.
 
-`Instrumentation` installs and removes all of this. Keras builds its train
-function once; we keep Keras' own function for the steps we don't record and
-trace a second, instrumented copy for the steps we do, so unrecorded steps
-run exactly the code they ran without GradWatch.
+So there is one trace and one compilation, as without GradWatch. Unrecorded
+steps run the same compiled function with the flag off: they pay for the
+flag test only. GradWatch instances that watch the same layers of a model
+share the traced function (`Capture`), so a new callback on an already
+trained model traces nothing.
 
-Under a `tf.distribute` strategy every partial sum is all-reduced across
-replicas inside the step, so the statistics describe the global batch, and
-every replica stores the same numbers (read from the first).
+Under a `tf.distribute` strategy every replica measures its share of the
+batch; the per-unit partial sums are gathered across replicas inside the step
+and pooled exactly, so every replica stores the global numbers.
 """
 
 import warnings
@@ -30,19 +33,7 @@ import tensorflow as tf
 
 from . import statistics as st
 
-# Fields of a probe's forward accumulator: moments of the output, its
-# non-finite and saturated counts, then moments of the input.
-_FORWARD_FIELDS = 8
-# Backward: moments of dLoss/d(output), then its non-finite count.
-_BACKWARD_FIELDS = 4
-# Optimizer: whether it was measured, then squared norms of gradient, update
-# and weights.
-_OPTIMIZER_FIELDS = 4
-# BatchNormalization, per channel: moments of the input, then the moving mean
-# and variance the step started from.
-_BN_ROWS = 5
-
-# The order of rows in a snapshot; see tensorboard_plugin/metadata.py.
+# The order of rows in a member's `read()`; see tensorboard_plugin/metadata.py.
 SNAPSHOT_METRICS = (
     "activation_mean",
     "activation_var",
@@ -77,7 +68,7 @@ def _is_float_tensor(x):
 
 
 class Replicas:
-    """Where the probes' state lives, and how partial sums are pooled.
+    """Where the capture's state lives, and how replicas pool their sums.
 
     Args:
         strategy: The model's `tf.distribute.Strategy` (the default one when
@@ -86,24 +77,27 @@ class Replicas:
 
     def __init__(self, strategy):
         self.strategy = strategy
-        self.distributed = strategy.num_replicas_in_sync > 1
+        self.count = strategy.num_replicas_in_sync
+        self.distributed = self.count > 1
 
-    def zeros(self, shape):
-        """A non-trainable float32 state variable of `shape`, all zeros.
+    def variable(self, shape, dtype=tf.float32):
+        """A non-trainable state variable, zeros to start with.
 
-        Distributed, each replica keeps its own copy (no synchronisation on
-        write) and a read outside the step takes the first replica's: every
-        replica holds the same, globally pooled numbers.
+        Distributed, each replica keeps its own copy (written in the step,
+        with the same global numbers on every replica) and a read outside the
+        step takes the first replica's.
         """
-        if not self.distributed:
-            return tf.Variable(tf.zeros(shape), trainable=False)
-        with self.strategy.scope():
-            return tf.Variable(
-                tf.zeros(shape),
-                trainable=False,
-                synchronization=tf.VariableSynchronization.ON_READ,
-                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
-            )
+        with tf.init_scope():
+            initial_value = tf.zeros(shape, dtype)
+            if not self.distributed:
+                return tf.Variable(initial_value, trainable=False)
+            with self.strategy.scope():
+                return tf.Variable(
+                    initial_value,
+                    trainable=False,
+                    synchronization=tf.VariableSynchronization.ON_READ,
+                    aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                )
 
     @property
     def is_chief(self):
@@ -118,101 +112,38 @@ class Replicas:
             return task_type == "chief"
         return task_type == "worker" and int(resolver.task_id or 0) == 0
 
-    @property
-    def all_sum(self):
-        """A cross-replica sum for use inside the step, or None."""
+    def sum(self, values):
+        """Sums a nest of tensors over replicas (inside the step)."""
+        context = tf.distribute.get_replica_context()
+        if not self.distributed or context is None:
+            return values
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+    def gather(self, vector):
+        """`[k]` on each replica -> `[replicas, k]` on every replica.
+
+        Each replica fills its own row and the rows are summed: an all-gather
+        made of the one collective every strategy has.
+        """
         if not self.distributed:
-            return None
-
-        def all_sum(value):
-            context = tf.distribute.get_replica_context()
-            if context is None:  # Not inside the replicated step.
-                return value
-            return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
-
-        return all_sum
-
-    def sum(self, value):
-        return self.all_sum(value) if self.distributed else value
-
-
-class CaptureSwitch:
-    """Whether probes record: True only while the instrumented step runs.
-
-    It is read when the train function is traced (or on every call with
-    `run_eagerly=True`), never inside the graph. Each trace of the train step
-    (tf.function may trace twice in one call) is a new `generation`: a probe's
-    first call in a generation overwrites its accumulator, and only a shared
-    layer's later calls pay for a merge.
-    """
-
-    def __init__(self):
-        self.active = False
-        self.generation = 0
-        # Moments of tensors already reduced in this generation, so that a
-        # layer's input that is the previous layer's output is not reduced
-        # twice.
-        self.known_moments = {}
-
-    def new_generation(self):
-        """Called as each train step is traced (or run eagerly)."""
-        self.generation += 1
-        self.known_moments = {}
-
-
-class CaptureContext:
-    """What every probe of one model shares.
-
-    Args:
-        switch: The `CaptureSwitch`.
-        replicas: The `Replicas`.
-        saturation_threshold: See `GradWatch`.
-        loss_scale: None, or a function returning the loss scale by which
-            gradients are multiplied (mixed precision), to divide it out.
-        on_unwatchable: Called with `(probe, reason)` when a layer's output
-            can't be reduced; the layer is then left alone.
-        on_forward: Called with the probe each time it records, so that the
-            instrumentation learns the forward (depth) order.
-    """
-
-    def __init__(
-        self,
-        switch,
-        replicas,
-        saturation_threshold,
-        loss_scale,
-        on_unwatchable,
-        on_forward,
-    ):
-        self.switch = switch
-        self.replicas = replicas
-        self.saturation_threshold = saturation_threshold
-        self.loss_scale = loss_scale
-        self.on_unwatchable = on_unwatchable
-        self.on_forward = on_forward
-
-
-def _output_units(layer):
-    """The size of a layer's output's last axis, if Keras knows it yet."""
-    try:
-        units = layer.output.shape[-1]
-    except (AttributeError, ValueError, IndexError, TypeError):
-        return None
-    return int(units) if units is not None else None
+            return vector[None]
+        context = tf.distribute.get_replica_context()
+        slot = tf.one_hot(context.replica_id_in_sync_group, self.count)
+        return self.sum(slot[:, None] * vector[None, :])
 
 
 class _MethodHook:
-    """The one wrapper around `target.<method>`, shared by every probe on it.
+    """The one wrapper around `target.<method>`, shared by every tap on it.
 
-    Two GradWatch on one model (or a layer shared by two watched models) each
-    add their probe to the same wrapper rather than wrapping a wrapper, so
-    either can leave first and the last to leave restores the method.
+    Two captures on one layer (a layer shared by two watched models) each add
+    their tap to the same wrapper rather than wrapping a wrapper, so either
+    can leave first and the last to leave restores the method.
 
     Args:
         target: The layer or optimizer.
         method: The method's name.
-        dispatch: `dispatch(original, active_probes, args, kwargs)` runs the
-            method, capturing for the probes whose capture is active.
+        dispatch: `dispatch(original, active_taps, args, kwargs)` runs the
+            method, captured by the taps whose capture is tracing.
     """
 
     _ABSENT = object()
@@ -223,460 +154,595 @@ class _MethodHook:
         # An instance attribute of that name (rare) is restored as it was.
         self.saved = vars(target).get(method, self._ABSENT)
         original = getattr(target, method)
-        self.probes = []
+        self.taps = []
 
-        def method_with_probes(*args, **kwargs):
-            active = [p for p in self.probes if p.active]
+        def method_with_taps(*args, **kwargs):
+            active = [t for t in self.taps if t.active]
             if not active:
                 return original(*args, **kwargs)
             return dispatch(original, active, args, kwargs)
 
-        method_with_probes._gradwatch_hook = self
-        self.wrapper = method_with_probes
+        method_with_taps._gradwatch_hook = self
         # Bypass Layer.__setattr__: this is not state to track or save.
-        object.__setattr__(target, method, method_with_probes)
+        object.__setattr__(target, method, method_with_taps)
 
     @classmethod
-    def add(cls, target, method, probe, dispatch):
-        current = vars(target).get(method)
-        hook = getattr(current, "_gradwatch_hook", None)
+    def add(cls, target, method, tap, dispatch):
+        hook = getattr(vars(target).get(method), "_gradwatch_hook", None)
         if hook is None:
             hook = cls(target, method, dispatch)
-        if probe not in hook.probes:
-            hook.probes.append(probe)
+        if tap not in hook.taps:
+            hook.taps.append(tap)
 
     @classmethod
-    def remove(cls, target, method, probe):
+    def remove(cls, target, method, tap):
         hook = getattr(vars(target).get(method), "_gradwatch_hook", None)
-        if hook is None or probe not in hook.probes:
+        if hook is None or tap not in hook.taps:
             return
-        hook.probes.remove(probe)
-        if not hook.probes:
+        hook.taps.remove(tap)
+        if not hook.taps:
             if hook.saved is cls._ABSENT:
                 object.__delattr__(target, method)
             else:
                 object.__setattr__(target, method, hook.saved)
 
 
-def _call_with_probes(original, probes, args, kwargs):
-    """A layer's `call`, captured by each active probe in turn."""
+def _call_with_taps(original, taps, args, kwargs):
+    """A layer's `call`, seen by each active tap in turn."""
     # BatchNormalization's moving statistics as the step found them, before
     # the call updates them: the skew compares the batch with these.
-    before = {p: p._moving_statistics() for p in probes if p.is_batch_norm}
+    before = {t: t.moving_statistics() for t in taps if t.is_batch_norm}
     outputs = original(*args, **kwargs)
-    for probe in probes:
-        outputs = probe._capture(args, kwargs, outputs, before.get(probe))
+    for tap in taps:
+        outputs = tap.after_call(args, kwargs, outputs, before.get(tap))
     return outputs
 
 
-class LayerProbe:
-    """Captures one layer's statistics from inside the train step.
+class _Call:
+    """What one call of a watched layer handed over while being traced."""
+
+    def __init__(self, x, y, moving_before):
+        self.x = x
+        self.y = y
+        self.moving_before = moving_before
+        self.gradients = []  # dLoss/dy, filled in by the backward pass
+
+
+class _Trace:
+    """What one trace of the train step kept, for the measuring `cond`."""
+
+    def __init__(self):
+        self.graph = tf.compat.v1.get_default_graph()
+        self.calls = {}  # tap -> [_Call]
+        self.aliases = {}  # ref of a tap's output -> the layer's own output
+        self.elsewhere = set()  # taps called in another graph
+        self.kernel_gradients = {}  # id(variable) -> gradient (this replica)
+        self.loss_scale = None
+        self.gradients_finite = None
+
+
+class LayerTap:
+    """Hands one layer's tensors to its capture while the step is traced.
 
     Args:
+        capture: The `Capture`.
         layer: The `keras.layers.Layer` to watch.
-        path: Its name, with the names of enclosing models (`outer/inner`).
         nonlinearity: Its `gradwatch.activations.Nonlinearity`, or None.
-        context: The `CaptureContext` of the model.
     """
 
-    def __init__(self, layer, path, nonlinearity, context):
+    def __init__(self, capture, layer, nonlinearity):
+        self.capture = capture
         self.layer = layer
-        self.path = path
         self.nonlinearity = nonlinearity
-        self._context = context
-        self._switch = context.switch
         self.is_batch_norm = isinstance(layer, keras.layers.BatchNormalization)
-        zeros = context.replicas.zeros
-        self.forward = zeros([_FORWARD_FIELDS])
-        self.backward = zeros([_BACKWARD_FIELDS])
-        self.optimizer_sums = zeros([_OPTIMIZER_FIELDS])
-        # Per-unit and per-channel state: made now if the size is known,
-        # else on the first traced step.
-        self.unit_activity = self.unit_window = self.batch_norm = None
-        if self.tracks_death and _output_units(layer):
-            self._make_unit_state(_output_units(layer))
-        if self.is_batch_norm and layer.built:
-            self._make_batch_norm_state(layer.moving_mean.shape)
-        # The generation each accumulator last wrote in.
-        self._written = {}
-
-    @property
-    def kernels(self):
-        """Trainable weights with 2+ dimensions (read late: a subclassed
-        model's layers are built by the first traced step)."""
-        return [w for w in self.layer.trainable_weights if len(w.shape) >= 2]
-
-    @property
-    def tracks_death(self):
-        return self.nonlinearity is not None and self.nonlinearity.floor is not None
-
-    @property
-    def tracks_saturation(self):
-        return (
-            self.nonlinearity is not None
-            and self.nonlinearity.saturated is not None
-        )
-
-    def _make_unit_state(self, units):
-        self.unit_activity = self._context.replicas.zeros([units])
-        # Updated only by the snapshot, outside the step.
-        self.unit_window = tf.Variable(tf.zeros([units]), trainable=False)
-
-    def _make_batch_norm_state(self, channel_shape):
-        self.batch_norm = self._context.replicas.zeros(
-            [_BN_ROWS, *channel_shape]
-        )
-
-    # -- installing ---------------------------------------------------------
 
     @property
     def active(self):
-        return self._switch.active
+        return self.capture.tracing is not None
+
+    @property
+    def kernels(self):
+        """Trainable weights with 2+ dimensions."""
+        return [w for w in self.layer.trainable_weights if len(w.shape) >= 2]
+
+    @property
+    def floor(self):
+        return None if self.nonlinearity is None else self.nonlinearity.floor
+
+    @property
+    def saturated(self):
+        return None if self.nonlinearity is None else self.nonlinearity.saturated
+
+    @property
+    def units(self):
+        """The size of the layer's output's last axis, if Keras knows it."""
+        try:
+            units = self.layer.output.shape[-1]
+        except (AttributeError, ValueError, IndexError, TypeError):
+            return None
+        return int(units) if units is not None else None
 
     def install(self):
-        _MethodHook.add(self.layer, "call", self, _call_with_probes)
+        _MethodHook.add(self.layer, "call", self, _call_with_taps)
 
     def uninstall(self):
         _MethodHook.remove(self.layer, "call", self)
 
-    # -- capturing (runs while the train step is traced) -------------------
-
-    def _moving_statistics(self):
-        # Read before the layer's call updates them: the skew compares the
-        # batch with the statistics the step started from.
+    def moving_statistics(self):
         layer = self.layer
         if not layer.built:
             return None
         return (
-            tf.identity(st.as_float32(layer.moving_mean)),
-            tf.identity(st.as_float32(layer.moving_variance)),
+            tf.identity(layer.moving_mean.value),
+            tf.identity(layer.moving_variance.value),
         )
 
-    def _first_write(self, accumulator):
-        """True for the first write to `accumulator` in this generation."""
-        generation = self._switch.generation
-        first = self._written.get(accumulator) != generation
-        self._written[accumulator] = generation
-        return first
-
-    def _write(self, accumulator, variable, values, merge):
-        """Overwrites `variable` with `values`, or on a later call in the same
-        step (a shared layer) combines them with `merge(old, new)`."""
-        if not self._first_write(accumulator):
-            values = merge(tf.unstack(variable), values)
-        return variable.assign(tf.stack(values))
-
-    def _moments_of(self, x):
-        known = self._switch.known_moments.get(x.ref())
-        if known is None:
-            known = st.moments(x, self._context.replicas.all_sum)[0]
-        return known
-
-    def _capture(self, args, kwargs, outputs, moving_before=None):
+    def after_call(self, args, kwargs, outputs, moving_before):
+        trace = self.capture.tracing
         flat = tf.nest.flatten(outputs)
         y = flat[0] if flat else None
         if not _is_float_tensor(y):
-            self._context.on_unwatchable(
-                self, "its first output is not a float tensor"
-            )
+            self.capture.unwatchable(self, "its first output is not a float tensor")
+            return outputs
+        if tf.compat.v1.get_default_graph() is not trace.graph:
+            # A loop or condition of the model, or Keras inferring shapes in
+            # a scratch graph: not a tensor of the step itself.
+            trace.elsewhere.add(self)
             return outputs
         inputs = tf.nest.flatten((args, kwargs))
         x = inputs[0] if inputs and _is_float_tensor(inputs[0]) else None
-        self._context.on_forward(self)
-        out = self._record_forward(x, y)
-        if self.is_batch_norm and x is not None:
-            if moving_before is None:  # Built by this very call.
-                moving_before = self._moving_statistics()
-            self._record_batch_norm(x, *moving_before)
-        flat[0] = self._watch_gradient(y)
-        self._switch.known_moments[flat[0].ref()] = out
-        return tf.nest.pack_sequence_as(outputs, flat)
-
-    def _record_forward(self, x, y):
-        replicas = self._context.replicas
-        out, out_nonfinite = st.moments(y, replicas.all_sum)
-        if self.tracks_saturation:
-            saturated = replicas.sum(
-                st.saturated_count(
-                    y,
-                    self.nonlinearity.saturated,
-                    self._context.saturation_threshold,
-                )
-            )
-        else:
-            saturated = tf.constant(0.0)
-        inp = self._moments_of(x) if x is not None else st.Moments(0.0, 0.0, 0.0)
-
-        def merge(old, new):
-            return [
-                *st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3])),
-                old[3] + new[3],
-                old[4] + new[4],
-                *st.merge_moments(st.Moments(*old[5:8]), st.Moments(*new[5:8])),
-            ]
-
-        self._write(
-            "forward",
-            self.forward,
-            [*out, out_nonfinite, saturated, *inp],
-            merge,
-        )
-        if self.tracks_death:
-            activity = replicas.sum(
-                st.unit_activity(y, self.nonlinearity.floor)
-            )
-            if self.unit_activity is None:
-                # Lift out of the traced function: the state outlives it.
-                with tf.init_scope():
-                    self._make_unit_state(int(activity.shape[0]))
-            if self._first_write("units"):
-                self.unit_activity.assign(activity)
-            else:
-                self.unit_activity.assign_add(activity)
-        return out
-
-    def _record_batch_norm(self, x, moving_mean, moving_var):
-        layer = self.layer
-        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
-        batch = st.channel_moments(x, axes, self._context.replicas.all_sum)
-        if self.batch_norm is None:
-            with tf.init_scope():
-                self._make_batch_norm_state(moving_mean.shape)
-
-        def merge(old, new):
-            pooled = st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3]))
-            return [*pooled, old[3], old[4]]
-
-        self._write(
-            "batch_norm",
-            self.batch_norm,
-            [*batch, moving_mean, moving_var],
-            merge,
-        )
-
-    def _watch_gradient(self, y):
-        probe = self
-        context = self._context
-
-        def merge(old, new):
-            return [
-                *st.merge_moments(st.Moments(*old[0:3]), st.Moments(*new[0:3])),
-                old[3] + new[3],
-            ]
+        if self.is_batch_norm and x is not None and moving_before is None:
+            moving_before = self.moving_statistics()  # Built by this call.
+        call = _Call(x, y, moving_before)
+        trace.calls.setdefault(self, []).append(call)
+        self.capture.seen(self)
 
         @tf.custom_gradient
-        def identity_watching_gradient(t):
+        def identity_handing_over_gradient(t):
             def gradient(dy):
-                unscaled = st.as_float32(dy)
-                if context.loss_scale is not None:
-                    unscaled = unscaled / context.loss_scale()
-                grad, grad_nonfinite = st.moments(
-                    unscaled, context.replicas.all_sum
-                )
-                update = probe._write(
-                    "backward", probe.backward, [*grad, grad_nonfinite], merge
-                )
-                # Without this dependency the write can be pruned.
-                with tf.control_dependencies([update]):
-                    return tf.identity(dy)
+                call.gradients.append(dy)
+                return dy
 
             return tf.identity(t), gradient
 
-        return identity_watching_gradient(y)
-
-    def record_optimizer_step(self, gradients, before):
-        """Stores kernel-gradient and update norms for this layer.
-
-        Args:
-            gradients: The (global) gradients of `self.kernels`, in order.
-            before: The kernels' values before the update, in order.
-        """
-        after = [tf.convert_to_tensor(k) for k in self.kernels]
-        delta = [a - b for a, b in zip(after, before)]
-        self.optimizer_sums.assign(
-            tf.stack(
-                [
-                    tf.constant(1.0),
-                    st.squared_norm(gradients),
-                    st.squared_norm(delta),
-                    st.squared_norm(before),
-                ]
-            )
-        )
-
-    # -- reading (runs inside the snapshot function) -----------------------
-
-    def snapshot(self):
-        """The probe's metrics, in `SNAPSHOT_METRICS` order, then a reset.
-
-        Returns:
-            A float32 vector of `len(SNAPSHOT_METRICS)` values.
-        """
-        nan = tf.constant(_NAN)
-        fwd = tf.unstack(self.forward)
-        bwd = tf.unstack(self.backward)
-        measured, grad_sq, delta_sq, weight_sq = tf.unstack(self.optimizer_sums)
-        out, inp, grad = st.Moments(*fwd[0:3]), st.Moments(*fwd[5:8]), st.Moments(*bwd[0:3])
-        activation_var = st.variance(out)
-        # Unmeasured (no kernels, or a step the loss scaler skipped): NaN.
-        optimizer_ran = measured > 0.0
-        row = {
-            "activation_mean": st.mean(out),
-            "activation_var": activation_var,
-            "activation_gain": activation_var / st.variance(inp),
-            "gradient_var": st.variance(grad),
-            "gradient_norm": tf.where(optimizer_ran, tf.sqrt(grad_sq), nan),
-            "update_ratio": tf.where(
-                optimizer_ran, tf.sqrt(delta_sq) / tf.sqrt(weight_sq), nan
-            ),
-            "saturation_fraction": (
-                fwd[4] / out.count if self.tracks_saturation else nan
-            ),
-            "activation_nonfinite": fwd[3],
-            # No gradient reached the layer at all: nothing to count.
-            "gradient_nonfinite": tf.where(grad.count + bwd[3] > 0, bwd[3], nan),
-        }
-        if self.tracks_death and self.unit_activity is not None:
-            activity = tf.convert_to_tensor(self.unit_activity)
-            self.unit_window.assign_add(activity)
-            units = tf.cast(tf.size(activity), tf.float32)
-            dead = tf.reduce_sum(st.as_float32(tf.equal(activity, 0.0)))
-            row["dead_units"] = dead
-            row["dead_fraction"] = dead / units
-            row["dead_units_window"] = tf.reduce_sum(
-                st.as_float32(tf.equal(self.unit_window, 0.0))
-            )
-            self.unit_activity.assign(tf.zeros_like(activity))
-        if self.batch_norm is not None:
-            row.update(self._batch_norm_row())
-        # A layer skipped on the next recorded step must not show stale data.
-        for variable in (self.forward, self.backward, self.optimizer_sums):
-            variable.assign(tf.zeros(variable.shape))
-        return tf.stack([row.get(name, nan) for name in SNAPSHOT_METRICS])
-
-    def _batch_norm_row(self):
-        layer = self.layer
-        count, mean, m2, moving_mean, moving_var = tf.unstack(self.batch_norm)
-        batch = st.Moments(count, mean, m2)
-        skew = tf.abs(mean - moving_mean) / tf.sqrt(moving_var + layer.epsilon)
-        self.batch_norm.assign(tf.zeros(self.batch_norm.shape))
-        return {
-            "bn_batch_mean": tf.reduce_mean(st.mean(batch)),
-            "bn_batch_var": tf.reduce_mean(st.variance(batch)),
-            "bn_skew": tf.reduce_mean(skew),
-            "bn_moving_mean": _channel_average(layer.moving_mean),
-            "bn_moving_var": _channel_average(layer.moving_variance),
-            "bn_gamma": _channel_average(getattr(layer, "gamma", None)),
-            "bn_beta": _channel_average(getattr(layer, "beta", None)),
-        }
-
-    def reset_window(self):
-        if self.unit_window is not None:
-            self.unit_window.assign(tf.zeros_like(self.unit_window))
+        flat[0] = identity_handing_over_gradient(y)
+        trace.aliases[flat[0].ref()] = y
+        return tf.nest.pack_sequence_as(outputs, flat)
 
 
-def _channel_average(variable):
-    if variable is None:
-        return tf.constant(_NAN)
-    return tf.reduce_mean(st.as_float32(variable))
+class OptimizerTap:
+    """Hands the watched kernels' gradients to the capture.
 
-
-class OptimizerProbe:
-    """Measures kernel gradients and updates around `optimizer.apply`.
-
-    Args:
-        optimizer: The model's `keras.optimizers.Optimizer`.
-        probes: The `LayerProbe`s whose kernels to measure.
-        context: The `CaptureContext` of the model.
+    Hooks the model's optimizer's `apply` (the outer one under a
+    `LossScaleOptimizer`, which gets the scaled gradients: the capture divides
+    the scale out).
     """
 
-    def __init__(self, optimizer, probes, context):
-        # A LossScaleOptimizer hands scaled gradients to `apply` and the
-        # unscaled ones to its inner optimizer: measure the real gradients.
-        self.optimizer = getattr(optimizer, "inner_optimizer", optimizer)
-        self._context = context
-        self._probes = probes
+    def __init__(self, capture, optimizer):
+        self.capture = capture
+        self.optimizer = optimizer
 
     @property
     def active(self):
-        return self._context.switch.active
+        return self.capture.tracing is not None
 
     def install(self):
-        _MethodHook.add(self.optimizer, "apply", self, _apply_with_probes)
+        _MethodHook.add(self.optimizer, "apply", self, _apply_with_taps)
 
     def uninstall(self):
         _MethodHook.remove(self.optimizer, "apply", self)
 
     def before_apply(self, grads, trainable_variables):
-        """The global gradient and old value of every watched kernel, by
-        probe, read before the update."""
-        owners = {}
-        for probe in self._probes:
-            for index, kernel in enumerate(probe.kernels):
-                owners[id(kernel)] = (probe, index)
-        per_probe = {}
+        trace = self.capture.tracing
+        watched = self.capture.kernel_ids
         for grad, variable in zip(grads, trainable_variables):
-            owner = owners.get(id(variable))
-            if owner is not None and grad is not None:
-                probe, index = owner
-                slots = per_probe.setdefault(probe, [None] * len(probe.kernels))
-                # Replicas hold their own batch's share: sum them.
-                global_grad = self._context.replicas.sum(grad)
-                slots[index] = (global_grad, tf.identity(variable.value))
-        return per_probe
-
-    def after_apply(self, per_probe):
-        for probe, slots in per_probe.items():
-            if all(s is not None for s in slots):
-                probe.record_optimizer_step(
-                    [s[0] for s in slots], [s[1] for s in slots]
-                )
+            if grad is not None and id(variable) in watched:
+                trace.kernel_gradients[id(variable)] = grad
+        optimizer = self.optimizer
+        if getattr(optimizer, "inner_optimizer", None) is not None:
+            # The scale the gradients carry, before `apply` changes it; the
+            # loss scaler skips the update when any gradient is not finite.
+            # As Keras' own `scale_loss`: the variable exists once built.
+            scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
+            trace.loss_scale = tf.identity(st.as_float32(scale))
+            trace.gradients_finite = tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+            )
 
 
-def _apply_with_probes(original, probes, args, kwargs):
-    """`optimizer.apply(grads, trainable_variables)`, measured by each active
-    probe."""
+def _apply_with_taps(original, taps, args, kwargs):
+    """`optimizer.apply(grads, trainable_variables)`, seen by each tap."""
     grads, trainable_variables = (list(args) + [None, None])[:2]
     grads = kwargs.get("grads", grads)
     trainable_variables = kwargs.get("trainable_variables", trainable_variables)
-    if trainable_variables is None:  # Nothing to tell the kernels apart by.
-        return original(*args, **kwargs)
-    measured = [p.before_apply(grads, trainable_variables) for p in probes]
-    result = original(*args, **kwargs)
-    for probe, per_probe in zip(probes, measured):
-        probe.after_apply(per_probe)
-    return result
+    if trainable_variables is not None:  # Else nothing tells kernels apart.
+        for tap in taps:
+            tap.before_apply(list(grads), list(trainable_variables))
+    return original(*args, **kwargs)
 
 
-def _loss_scale(optimizer):
-    """A function reading a LossScaleOptimizer's current scale, or None."""
-    if getattr(optimizer, "inner_optimizer", None) is None:
-        return None
+class Capture:
+    """One model's train step with taps on a set of layers, traced once.
 
-    def current_scale():
-        # As Keras' own `scale_loss`: the variable exists once built.
-        if optimizer.built:
-            return st.as_float32(optimizer.dynamic_scale)
-        return tf.constant(float(optimizer.initial_scale))
+    Shared by every GradWatch on the model that together watch these layers
+    with these saturation thresholds (see `_ModelCaptures`).
 
-    return current_scale
+    Args:
+        model: A compiled `keras.Model`.
+        keras_function: Keras' own train function, restored when no
+            GradWatch is attached.
+        watched: `(layer, nonlinearity)` pairs, one per layer.
+        thresholds: The saturation thresholds to count at, in order.
+    """
+
+    # Traces of every capture's train step, for tests that count them.
+    traces = 0
+
+    def __init__(self, model, keras_function, watched, thresholds):
+        self.model = model
+        self.keras_function = keras_function
+        self.thresholds = tuple(thresholds)
+        self.replicas = Replicas(model.distribute_strategy)
+        self.taps = [LayerTap(self, layer, nl) for layer, nl in watched]
+        self.optimizer_tap = OptimizerTap(self, model.optimizer)
+        self.tracing = None  # The `_Trace` under way.
+        self.order = []  # Taps in forward order, as first traced.
+        self.unwatchable_reasons = {}  # tap -> reason
+        self.on_unwatchable = None
+        with tf.init_scope():  # Set by the host between steps.
+            self._flag = tf.Variable(False, trainable=False) if self.gated else None
+        self._flag_value = False
+        self._shadows = {}  # id(kernel) -> its copy at the step's start
+        self._output = None
+        self._layout = None
+        self._last_read = None
+        self._make_state()
+        self.function = self._make_function()
+
+    # -- state ---------------------------------------------------------------
+
+    @property
+    def kernel_ids(self):
+        return {id(k) for tap in self.taps for k in tap.kernels}
+
+    def _known_sizes(self):
+        """Each tap's activity size (0 without a floor), or None if a unit
+        count is not known before tracing (a subclassed model's layers)."""
+        sizes = []
+        for tap in self.taps:
+            units = tap.units if tap.floor is not None else 0
+            if units is None:
+                return None
+            sizes.append(units)
+        return sizes
+
+    def _make_state(self, sizes=None):
+        """Makes the output and the kernels' copies, now if their sizes are
+        known: a variable made while tracing makes tf.function trace again."""
+        for kernel in (k for tap in self.taps for k in tap.kernels):
+            if id(kernel) not in self._shadows:
+                self._shadows[id(kernel)] = self.replicas.variable(
+                    kernel.shape, kernel.dtype
+                )
+        sizes = sizes if sizes is not None else self._known_sizes()
+        if sizes is not None and self._output is None:
+            self._layout = sizes
+            width = len(st.FIELDS) + len(self.thresholds)
+            size = len(self.taps) * width + sum(sizes)
+            self._output = self.replicas.variable([size])
+
+    @property
+    def gated(self):
+        """Whether one function serves every step, measuring behind the flag.
+
+        Distributed, a collective inside a `cond` is not allowed (MirroredStrategy
+        syncs through `merge_call`): the capture's function then measures on
+        every call, and runs only on recorded steps, Keras' own on the others.
+        """
+        return not self.replicas.distributed
+
+    @property
+    def current_function(self):
+        """The train function the model runs next."""
+        if self.gated or self._flag_value:
+            return self.function
+        return self.keras_function
+
+    def set_recording(self, on):
+        """Whether the next call of the train function records."""
+        if on == self._flag_value:
+            return
+        self._flag_value = on
+        if self.gated:
+            self._flag.assign(on)
+        elif self.model.train_function in (self.function, self.keras_function):
+            self.model.train_function = self.current_function
+
+    def _when_recording(self, make_ops):
+        if not self.gated:
+            make_ops()
+            return
+        tf.cond(
+            self._flag,
+            lambda: _group(make_ops()),
+            lambda: tf.constant(False),
+        )
+
+    def install(self):
+        for tap in self.taps:
+            tap.install()
+        self.optimizer_tap.install()
+
+    def uninstall(self):
+        for tap in self.taps:
+            tap.uninstall()
+        self.optimizer_tap.uninstall()
+        self.set_recording(False)
+
+    def seen(self, tap):
+        if tap not in self.order:
+            self.order.append(tap)
+
+    def unwatchable(self, tap, reason):
+        if tap not in self.unwatchable_reasons:
+            self.unwatchable_reasons[tap] = reason
+            if self.on_unwatchable is not None:
+                self.on_unwatchable(tap, reason)
+
+    # -- tracing ---------------------------------------------------------------
+
+    def _make_function(self):
+        """Keras' train function, made again around our train step."""
+        model = self.model
+        keras_train_step = model.train_step
+
+        def train_step(data):
+            type(self).traces += 1
+            self._make_state()
+            kernels = [k for tap in self.taps for k in tap.kernels]
+            shadows = [self._shadows[id(k)] for k in kernels]
+            self._when_recording(
+                lambda: [s.assign(k) for s, k in zip(shadows, kernels)]
+            )
+            self.tracing = trace = _Trace()
+            try:
+                logs = keras_train_step(data)
+            finally:
+                self.tracing = None
+            for tap in trace.elsewhere - set(trace.calls):
+                self.unwatchable(tap, "it is only called inside a loop or condition")
+            # Layers built by this very trace (a subclassed model's) are known
+            # only now; tf.function traces again to lift the new variables.
+            self._make_state(None if self._output is not None else self._sizes_seen(trace))
+            self._when_recording(
+                lambda: [self._output.assign(self._measure(trace, kernels, shadows))]
+            )
+            return logs
+
+        # Keras binds `train_step` when it makes the function: ours gets the
+        # wrapper, the model keeps its own.
+        object.__setattr__(model, "train_step", train_step)
+        saved = model.train_function
+        try:
+            model.make_train_function(force=True)
+            return model.train_function
+        finally:
+            object.__delattr__(model, "train_step")
+            model.train_function = saved
+
+    def _sizes_seen(self, trace):
+        # A subclassed model's layers have no symbolic output: the traced
+        # step tells their unit counts (tf.function then traces once more,
+        # to lift the new variable out).
+        sizes = []
+        for tap in self.taps:
+            calls = trace.calls.get(tap)
+            if tap.floor is None or not calls:
+                sizes.append(0)
+            else:
+                sizes.append(int(st.as_units(calls[0].y).shape[-1]))
+        return sizes
+
+    # -- measuring (inside the recording `cond`) ----------------------------
+
+    def _measure(self, trace, kernels, shadows):
+        """Every watched layer's fields and activity, as one float32 vector."""
+        cache = {}
+
+        def partials(tensor, unit_axes=(-1,)):
+            tensor = trace.aliases.get(tensor.ref(), tensor)
+            rank = max(tensor.shape.rank, 1)
+            key = (tensor.ref(), tuple(sorted(a % rank for a in unit_axes)))
+            if key not in cache:
+                rows = st.as_units(tensor, unit_axes)
+                cache[key] = (rows, st.unit_partials(rows))
+            return cache[key]
+
+        per_tap = []  # (tap, dict of name -> [units] partials groups)
+        for tap in self.taps:
+            calls = trace.calls.get(tap)
+            if not calls:
+                per_tap.append(None)
+                continue
+            groups = {"out": [], "in": [], "grad": [], "bn": []}
+            for call in calls:
+                rows, out = partials(call.y)
+                out = dict(out)
+                if tap.floor is not None:
+                    out["active"] = st.unit_activity(rows, tap.floor)
+                if tap.saturated is not None:
+                    for i, threshold in enumerate(self.thresholds):
+                        out[f"saturated_{i}"] = st.saturated_count(
+                            rows, tap.saturated, threshold
+                        )
+                groups["out"].append(out)
+                if call.x is not None:
+                    groups["in"].append(partials(call.x)[1])
+                    if tap.is_batch_norm:
+                        groups["bn"].append(partials(call.x, _axes(tap.layer))[1])
+                for dy in call.gradients:
+                    groups["grad"].append(st.unit_partials(st.as_units(dy)))
+            per_tap.append(
+                {k: st.pool_partials(st.stack_partials(v)) for k, v in groups.items() if v}
+            )
+        per_tap = self._pool_replicas(per_tap)
+
+        measured = [k for k in kernels if id(k) in trace.kernel_gradients]
+        gradients = self.replicas.sum([trace.kernel_gradients[id(k)] for k in measured])
+        shadow_of = {id(k): s for k, s in zip(kernels, shadows)}
+        by_kernel = {id(k): (k, shadow_of[id(k)], g) for k, g in zip(measured, gradients)}
+        scale = trace.loss_scale
+        width = len(st.FIELDS) + len(self.thresholds)
+        rows, activity = [], []
+        for tap, groups, size in zip(self.taps, per_tap, self._layout):
+            if groups is None:
+                rows.append(tf.fill([width], _NAN))
+                activity.append(tf.zeros([size]))
+                continue
+            fields = dict.fromkeys(st.FIELDS, tf.constant(_NAN))
+            out = st.pooled(groups["out"])
+            fields.update(
+                out_count=out.count, out_mean=out.mean, out_m2=out.m2,
+                out_nonfinite=tf.reduce_sum(groups["out"]["nonfinite"]),
+            )
+            if "in" in groups:
+                inp = st.pooled(groups["in"])
+                fields.update(in_count=inp.count, in_mean=inp.mean, in_m2=inp.m2)
+            if "grad" in groups:
+                grad = st.pooled(groups["grad"])
+                unscale = 1.0 if scale is None else scale
+                fields.update(
+                    grad_count=grad.count,
+                    grad_mean=grad.mean / unscale,
+                    grad_m2=grad.m2 / (unscale * unscale),
+                    grad_nonfinite=tf.reduce_sum(groups["grad"]["nonfinite"]),
+                )
+            fields.update(self._kernel_fields(tap, by_kernel, scale, trace))
+            if "bn" in groups:
+                fields.update(self._batch_norm_fields(tap, groups["bn"], trace))
+            saturated = [
+                tf.reduce_sum(groups["out"][f"saturated_{i}"])
+                if tap.saturated is not None
+                else tf.constant(_NAN)
+                for i in range(len(self.thresholds))
+            ]
+            rows.append(tf.stack([st.as_float32(fields[n]) for n in st.FIELDS] + saturated))
+            if size:
+                active = groups["out"].get("active")
+                activity.append(
+                    active if active is not None and active.shape[0] == size
+                    else tf.zeros([size])
+                )
+        return tf.concat([tf.reshape(tf.stack(rows), [-1])] + activity, axis=0)
+
+    def _pool_replicas(self, per_tap):
+        """Gathers every replica's per-unit partials and pools them."""
+        if not self.replicas.distributed:
+            return per_tap
+        pieces = [
+            v for groups in per_tap if groups
+            for group in groups.values() for v in group.values()
+        ]
+        gathered = self.replicas.gather(tf.concat(pieces, axis=0))
+        offset, pooled = 0, []
+        for groups in per_tap:
+            if groups is None:
+                pooled.append(None)
+                continue
+            result = {}
+            for name, group in groups.items():
+                stacked = {}
+                for key, value in group.items():
+                    size = value.shape[0]
+                    stacked[key] = gathered[:, offset:offset + size]
+                    offset += size
+                result[name] = st.pool_partials(stacked)
+            pooled.append(result)
+        return pooled
+
+    def _kernel_fields(self, tap, by_kernel, scale, trace):
+        entries = [by_kernel.get(id(k)) for k in tap.kernels]
+        if not entries or any(e is None for e in entries):
+            return {"kernels_measured": tf.constant(0.0)}
+        after = [e[0].value for e in entries]
+        before = [tf.convert_to_tensor(e[1]) for e in entries]
+        grad_sq = st.squared_norm([e[2] for e in entries])
+        measured = tf.constant(1.0)
+        if scale is not None:
+            grad_sq = grad_sq / (scale * scale)
+            # A step the loss scaler skipped updated nothing: unmeasured.
+            measured = st.as_float32(trace.gradients_finite)
+        return {
+            "kernels_measured": measured,
+            "kernel_grad_sq": grad_sq,
+            "kernel_delta_sq": st.squared_distance(after, before),
+            "kernel_sq": st.squared_norm(before),
+        }
+
+    def _batch_norm_fields(self, tap, channels, trace):
+        layer = tap.layer
+        moving_mean, moving_var = trace.calls[tap][0].moving_before
+        batch_mean, batch_var, skew = st.batch_norm_fields(
+            channels, moving_mean, moving_var, layer.epsilon
+        )
+        average = lambda v: (  # noqa: E731
+            tf.constant(_NAN) if v is None else tf.reduce_mean(st.as_float32(v))
+        )
+        return {
+            "bn_batch_mean": batch_mean,
+            "bn_batch_var": batch_var,
+            "bn_skew": skew,
+            "bn_moving_mean": average(layer.moving_mean),
+            "bn_moving_var": average(layer.moving_variance),
+            "bn_gamma": average(getattr(layer, "gamma", None)),
+            "bn_beta": average(getattr(layer, "beta", None)),
+        }
+
+    # -- reading (on the host, after a recorded step) ------------------------
+
+    def read(self, step):
+        """What the last recorded step stored: `(fields [taps, width],
+        {tap: activity vector})`. Read once per step, however many
+        GradWatch ask."""
+        if self._last_read is None or self._last_read[0] != step:
+            with self.replicas.strategy.scope():
+                packed = self._output.numpy()
+            width = len(st.FIELDS) + len(self.thresholds)
+            count = len(self.taps) * width
+            fields = packed[:count].reshape(len(self.taps), width)
+            activity, offset = {}, count
+            for tap, size in zip(self.taps, self._layout):
+                if size:
+                    activity[tap] = packed[offset:offset + size]
+                    offset += size
+            self._last_read = (step, fields, activity)
+        return self._last_read[1:]
 
 
-class _TrainFunctions:
-    """Which train function a model runs next, for every GradWatch on it.
+def _axes(layer):
+    return list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [layer.axis]
 
-    Keras builds its train function once. Steps nobody records run it as it
-    is. A step that some GradWatch instances record runs an instrumented copy
-    traced with exactly their probes capturing (one copy per distinct set,
-    traced when first needed), so two GradWatch on one model never see each
-    other's hooks, and a step both record is one step, not two. A GradWatch's
-    own copy is kept by its `Instrumentation`, so the next `fit` with the same
-    callback does not trace it again.
+
+def _group(ops):
+    """A value that depends on `ops`, so a `cond` branch keeps them."""
+    with tf.control_dependencies(ops):
+        return tf.constant(True)
+
+
+class _ModelCaptures:
+    """Which `Capture` a model runs, for every GradWatch attached to it.
+
+    The model runs one train function: the capture of the union of the
+    attached GradWatch's layers and thresholds. Captures are kept (a few per
+    model) so that a GradWatch made again with the same layers, or the next
+    `fit` with the same callback, traces nothing new. A recompiled model
+    has a new Keras train function: its captures are made afresh.
 
     Args:
         model: A compiled `keras.Model`.
     """
 
+    KEPT = 4
     _of_model = weakref.WeakKeyDictionary()
 
     @classmethod
@@ -687,166 +753,140 @@ class _TrainFunctions:
 
     @classmethod
     def members_of(cls, model):
-        functions = cls._of_model.get(model)
-        return list(functions.members) if functions else []
+        captures = cls._of_model.get(model)
+        return list(captures.members) if captures else []
 
     def __init__(self, model):
         self.model = model
-        self.plain = model.make_train_function() or model.train_function
+        self.keras_function = None
         self.members = []
-        self._requested = []
-        self._instrumented = {}
+        self.captures = {}
+        self.current = None
+        self._plans = {}
+
+    def _keras_train_function(self):
+        function = self.model.train_function
+        if function is None:
+            function = self.model.make_train_function() or self.model.train_function
+        if any(function is c.function for c in self.captures.values()):
+            return self.keras_function  # Ours, left by an interrupted fit.
+        return function
 
     def join(self, member):
+        if not self.members:
+            self.keras_function = self._keras_train_function()
         self.members.append(member)
+        self._switch()
 
     def leave(self, member):
         if member in self.members:
             self.members.remove(member)
-        if member in self._requested:
-            self._requested.remove(member)
-        for key in [k for k in self._instrumented if member in k]:
-            del self._instrumented[key]  # Frees its traced graphs.
-        if not self.members:
-            if self.model.train_function is self._run_recorded_step:
-                self.model.train_function = self.plain
-            type(self)._of_model.pop(self.model, None)
+        self._plans.pop(member, None)
+        if self.members:
+            self._switch()
+            return
+        if self.current is not None:
+            self.current.uninstall()
+            self.current = None
+        self.model.train_function = self.keras_function
 
-    def request(self, member):
-        """Makes the next step one that `member` records."""
-        if member not in self._requested:
-            self._requested.append(member)
-        self.model.train_function = self._run_recorded_step
+    def _switch(self):
+        layers, seen = [], set()
+        for member in self.members:
+            for layer, nonlinearity in member.selected:
+                if id(layer) not in seen:
+                    seen.add(id(layer))
+                    layers.append((layer, nonlinearity))
+        thresholds = tuple(sorted({m.saturation_threshold for m in self.members}))
+        key = (tuple(id(layer) for layer, _ in layers), thresholds)
+        capture = self.captures.get(key)
+        if capture is None or capture.keras_function is not self.keras_function:
+            self.captures = {
+                k: c for k, c in self.captures.items()
+                if c.keras_function is self.keras_function
+            }
+            while len(self.captures) >= self.KEPT:
+                self.captures.pop(next(iter(self.captures)))
+            capture = Capture(self.model, self.keras_function, layers, thresholds)
+            self.captures[key] = capture
+        if self.current is not capture:
+            if self.current is not None:
+                self.current.uninstall()
+            capture.install()
+            self.current = capture
+        capture.on_unwatchable = self._unwatchable
+        self.model.train_function = capture.current_function
 
-    def _run_recorded_step(self, iterator):
-        # One shot: whatever happens, the next step is a plain one.
-        model = self.model
-        model.train_function = self.plain
-        recording, self._requested = tuple(self._requested), []
-        function = self._function_for(recording)
-        switches = [member.switch for member in recording]
-        for switch in switches:
-            switch.active = True
-        try:
-            return function(iterator)
-        finally:
-            for switch in switches:
-                switch.active = False
-                switch.known_moments = {}
+    def _unwatchable(self, tap, reason):
+        for member in self.members:
+            member.mark_unwatchable(tap.layer, reason)
 
-    def _function_for(self, recording):
-        if len(recording) == 1:
-            (member,) = recording
-            plain, function = member.own_train_function or (None, None)
-            if plain is not self.plain:  # Never traced, or Keras' changed.
-                function = self._trace_with(recording)
-                member.own_train_function = (self.plain, function)
-            return function
-        key = frozenset(recording)
-        if key not in self._instrumented:
-            self._instrumented[key] = self._trace_with(recording)
-        return self._instrumented[key]
-
-    def _trace_with(self, recording):
-        """A copy of Keras' train function whose every trace starts a new
-        capture generation for `recording`."""
-        model = self.model
-        keras_train_step = model.train_step
-
-        def train_step_in_new_generation(data):
-            for member in recording:
-                member.switch.new_generation()
-            return keras_train_step(data)
-
-        # Keras binds `train_step` when it makes the function: the copy gets
-        # the wrapper, the model keeps its own.
-        object.__setattr__(model, "train_step", train_step_in_new_generation)
-        try:
-            model.make_train_function(force=True)
-        finally:
-            object.__delattr__(model, "train_step")
-            instrumented, model.train_function = model.train_function, self.plain
-        return instrumented
+    def plan(self, member, step, record):
+        """`member` records step `step` or not; the flag is on if any does."""
+        self._plans[member] = (step, record)
+        self.current.set_recording(
+            any(s == step and r for s, r in self._plans.values())
+        )
 
 
 class Instrumentation:
-    """Installs probes on a model and runs its recorded steps.
+    """One GradWatch's view of its model's capture.
 
     Args:
         model: A compiled `keras.Model`.
         selected: `(path, layer, nonlinearity)` for every layer to watch.
         saturation_threshold: See `GradWatch`.
         keep: Optional predicate on a layer, checked once the first recorded
-            step has built every layer; probes it rejects are dropped.
+            step has built every layer; layers it rejects are dropped.
     """
 
     def __init__(self, model, selected, saturation_threshold, keep=None):
         self.model = model
         self.optimizer = model.optimizer
-        self._keep = keep
-        self.switch = CaptureSwitch()
         self.replicas = Replicas(model.distribute_strategy)
+        self.selection = list(selected)
+        self.paths = {id(layer): path for path, layer, _ in selected}
+        self.selected = [(layer, nl) for _, layer, nl in selected]
+        self.saturation_threshold = saturation_threshold
+        self._keep = keep
         self._unwatchable = {}
-        self._seen = []
-        context = CaptureContext(
-            self.switch,
-            self.replicas,
-            saturation_threshold,
-            _loss_scale(model.optimizer),
-            self._mark_unwatchable,
-            self._mark_seen,
-        )
+        self._captures = None
+        self._watched = None  # (capture, [tap]) in forward order
+        self._windows = {}
         self.attached = False
-        self.probes = [
-            LayerProbe(layer, path, nonlinearity, context)
-            for path, layer, nonlinearity in selected
-        ]
-        self.optimizer_probe = OptimizerProbe(model.optimizer, self.probes, context)
-        self._train_functions = None
-        # `(Keras' train function, its instrumented copy)` for steps only
-        # this instrumentation records, kept across fits.
-        self.own_train_function = None
-        self._snapshot_function = None
-        self._ordered = None
-        # The last step this instrumentation was told about (see `step`).
+        self._attached_at = None
         self._last_step = None
 
-    def _mark_unwatchable(self, probe, reason):
-        if probe.path not in self._unwatchable:
-            self._unwatchable[probe.path] = reason
+    def mark_unwatchable(self, layer, reason):
+        path = self.paths.get(id(layer))
+        if path is not None and path not in self._unwatchable:
+            self._unwatchable[path] = reason
             warnings.warn(
-                f"GradWatch cannot watch layer '{probe.path}': {reason}. "
+                f"GradWatch cannot watch layer '{path}': {reason}. "
                 "Training goes on without it.",
                 stacklevel=2,
             )
-
-    def _mark_seen(self, probe):
-        if probe not in self._seen:
-            self._seen.append(probe)
 
     def _optimizer_step(self):
         return int(self.model.optimizer.iterations.numpy())
 
     def attach(self):
-        """Installs the hooks; other GradWatch on the model keep theirs."""
+        """Joins the model's capture; other GradWatch on the model stay."""
         step = self._optimizer_step()
         # Every GradWatch of one `fit` attaches before its first step: one
         # that attached at an earlier step belongs to an earlier fit that
         # was interrupted before it could detach.
         self._detach_stale(
-            [m for m in _TrainFunctions.members_of(self.model) if m._attached_at != step]
+            [m for m in _ModelCaptures.members_of(self.model) if m._attached_at != step]
         )
         self._attached_at = step
         self._last_step = step - 1
-        for probe in self.probes:
-            probe.install()
-        self.optimizer_probe.install()
-        self._train_functions = _TrainFunctions.of(self.model)
-        self._train_functions.join(self)
+        self._captures = _ModelCaptures.of(self.model)
+        self._captures.join(self)
         self.attached = True
 
-    def step(self, step):
-        """Tells the instrumentation that the step numbered `step` is next.
+    def step(self, step, record):
+        """The step numbered `step` is next; `record` says whether we record it.
 
         Every GradWatch of a `fit` hears of every step: one that did not
         hear of the step before this one is left over from an interrupted
@@ -857,10 +897,11 @@ class Instrumentation:
         self._detach_stale(
             [
                 m
-                for m in _TrainFunctions.members_of(self.model)
+                for m in _ModelCaptures.members_of(self.model)
                 if m is not self and m._last_step < previous
             ]
         )
+        self._captures.plan(self, step, record)
 
     def _detach_stale(self, stale):
         for instrumentation in stale:
@@ -875,49 +916,55 @@ class Instrumentation:
             )
 
     def detach(self):
-        """Removes this instrumentation's hooks. Once every GradWatch on the
-        model has detached, the model is as it was before."""
+        """Leaves the capture. Once every GradWatch on the model has left,
+        the model is as it was before."""
         self.attached = False
-        for probe in self.probes:
-            probe.uninstall()
-        self.optimizer_probe.uninstall()
-        if self._train_functions is not None:
-            self._train_functions.leave(self)
-            self._train_functions = None
+        if self._captures is not None:
+            self._captures.leave(self)
+            self._captures = None
 
-    def record_next_step(self):
-        """Makes the next call of `model.train_function` record for us."""
-        self._train_functions.request(self)
+    def _taps(self):
+        capture = self._captures.current
+        if self._watched is None or self._watched[0] is not capture:
+            mine = set(self.paths)
+            taps = [
+                t for t in capture.order
+                if id(t.layer) in mine
+                and self.paths[id(t.layer)] not in self._unwatchable
+                and (self._keep is None or self._keep(t.layer))
+            ]
+            self._watched = (capture, taps)
+        return self._watched[1]
 
     @property
     def watched(self):
-        """Probes that recorded, in forward (depth) order."""
-        if self._ordered is None:
-            self._ordered = [
-                p
-                for p in self._seen
-                if p.path not in self._unwatchable
-                and (self._keep is None or self._keep(p.layer))
-            ]
-        return self._ordered
+        """`(path, layer, nonlinearity)` of the layers recorded, in forward
+        (depth) order."""
+        return [(self.paths[id(t.layer)], t.layer, t.nonlinearity) for t in self._taps()]
 
-    def snapshot(self):
-        """Reads and resets every probe: a `[metrics, layers]` numpy array."""
-        probes = self.watched
-        if not probes:
-            return np.zeros((len(SNAPSHOT_METRICS), 0), np.float32)
-        if self._snapshot_function is None:
-
-            # XLA fuses the many tiny reductions into one kernel; it is not
-            # used on replicated (ON_READ) state.
-            @tf.function(autograph=False, jit_compile=not self.replicas.distributed)
-            def snapshot_all():
-                return tf.stack([p.snapshot() for p in probes], axis=1)
-
-            self._snapshot_function = snapshot_all
-        with self.replicas.strategy.scope():
-            return self._snapshot_function().numpy()
+    def read(self, step):
+        """This GradWatch's metrics at the recorded step `step`: a
+        `[metrics, layers]` numpy array in `SNAPSHOT_METRICS` order."""
+        capture = self._captures.current
+        taps = self._taps()
+        fields, activity = capture.read(step)
+        index = {tap: i for i, tap in enumerate(capture.taps)}
+        rows = fields[[index[t] for t in taps]]
+        column = len(st.FIELDS) + capture.thresholds.index(self.saturation_threshold)
+        windows = [
+            self._windows.setdefault(t, np.zeros(activity[t].shape, bool))
+            if t in activity else None
+            for t in taps
+        ]
+        metrics = st.finish(
+            rows[:, : len(st.FIELDS)],
+            rows[:, column],
+            [activity.get(t) for t in taps],
+            windows,
+        )
+        return np.stack([metrics[name] for name in SNAPSHOT_METRICS]).reshape(
+            len(SNAPSHOT_METRICS), len(taps)
+        )
 
     def reset_windows(self):
-        for probe in self.probes:
-            probe.reset_window()
+        self._windows = {}

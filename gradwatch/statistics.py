@@ -1,167 +1,298 @@
-"""What is measured: small, pure statistics of one tensor, computed on the device.
+"""What is measured: small, pure statistics functions.
 
-Every function here takes tensors and returns tensors; none touches a layer, a
-variable or the host. They run inside the compiled train step, always in
-float32 (so that mixed-precision activations neither overflow in sums of
-squares nor underflow to zero variance), and over finite elements only, with
-the non-finite ones counted separately.
+Two halves:
 
-Moments are kept as `(count, mean, m2)` (m2 = sum of squared deviations from
-the mean), which merge exactly across several calls of a shared layer or
-several batches (Chan et al.'s parallel algorithm) without the cancellation
-of a naive sum of squares.
+- **On the device** (`unit_partials`, `pool`, `pooled`, ...): reductions of
+  one tensor inside the compiled train step, written with `keras.ops` so that
+  they serve every Keras backend. Each watched tensor is read once: viewed as
+  a `[rows, units]` matrix (units = the last axis: features or channels),
+  every per-unit sum GradWatch needs (count, shifted sums for the moments,
+  non-finite count, activity, saturation) is a reduction over the same rows,
+  which XLA fuses into one pass. Everything coarser (a layer's moments,
+  BatchNorm's channel averages, a shared layer's several calls, several
+  replicas) is pooled from those small per-unit vectors, exactly (Chan et
+  al.'s parallel algorithm), never by reading the tensor again.
+- **On the host** (`finish`): NumPy arithmetic that turns the few numbers per
+  layer the step returns into the metrics of
+  `gradwatch_tensorboard.metadata.METRICS`.
+
+All statistics are float32, over finite elements only (the non-finite ones
+are counted apart), so that mixed-precision tensors neither overflow in sums
+of squares nor underflow to zero variance.
 """
 
 import collections
 
-import tensorflow as tf
+import numpy as np
+from keras import ops
 
 Moments = collections.namedtuple("Moments", ["count", "mean", "m2"])
-Moments.__doc__ = """Count, mean and sum of squared deviations (scalar tensors)."""
+Moments.__doc__ = """Count, mean and sum of squared deviations from the mean
+(m2). Pooled exactly by `pool`."""
+
+MOMENT_FIELDS = ("count", "mean", "m2")
 
 
 def as_float32(x):
-    return tf.cast(x, tf.float32)
+    return ops.cast(x, "float32")
 
 
-def _local(values):
-    return values
-
-
-def moments(x, all_sum=None):
-    """Moments of every finite element of `x`, and its non-finite count.
+def as_units(x, unit_axes=None):
+    """`x` as a float32 `[rows, units]` matrix.
 
     Args:
-        x: A float tensor of any shape.
-        all_sum: Optional function summing a tensor over every replica of a
-            distributed step (`ReplicaContext.all_reduce`). With it the
-            moments describe the global batch: the mean from summed counts
-            and sums, then the squared deviations from that global mean
-            (two passes, exact, no cancellation).
+        x: A tensor of any rank with a static shape along `unit_axes`.
+        unit_axes: The axes that index units (default: the last one), as
+            BatchNormalization's `axis`.
 
     Returns:
-        `(moments, nonfinite)`: a `Moments` of float32 scalars and a float32
-        scalar count of NaN/Inf elements.
+        A 2-D float32 tensor; a scalar is one row of one unit.
+    """
+    x = as_float32(x)
+    rank = len(x.shape)
+    if rank == 0:
+        return ops.reshape(x, (1, 1))
+    axes = sorted(a % rank for a in (unit_axes if unit_axes is not None else [-1]))
+    if axes != list(range(rank - len(axes), rank)):
+        # Channels not last (rare): move them there once.
+        x = ops.transpose(x, [a for a in range(rank) if a not in axes] + axes)
+    units = 1
+    for size in x.shape[len(x.shape) - len(axes):]:
+        units = None if size is None or units is None else units * int(size)
+    if units is None:  # Unknown unit count: one unit.
+        return ops.reshape(x, (-1, 1))
+    return ops.reshape(x, (-1, units))
+
+
+def unit_partials(rows):
+    """Per-unit moments and non-finite count of a `[rows, units]` matrix.
+
+    The sums are shifted by each unit's first finite value, so that the
+    variance comes from one pass without a naive sum of squares' cancellation.
+
+    Args:
+        rows: A float32 `[rows, units]` tensor (see `as_units`).
+
+    Returns:
+        A dict of `[units]` vectors: `count`, `mean`, `m2` (see `Moments`) and
+        `nonfinite`.
 
     Example:
 
-    >>> m, bad = moments(tf.constant([1.0, 3.0, float("nan")]))
-    >>> float(m.count), float(m.mean), float(m.m2), float(bad)
-    (2.0, 2.0, 2.0, 1.0)
+    >>> p = unit_partials(ops.convert_to_tensor([[1.0], [3.0], [np.nan]]))
+    >>> [float(p[k][0]) for k in ("count", "mean", "m2", "nonfinite")]
+    [2.0, 2.0, 2.0, 1.0]
     """
-    x = as_float32(x)
-    finite = tf.math.is_finite(x)
-    count = tf.reduce_sum(as_float32(finite))
-    total = tf.reduce_sum(tf.where(finite, x, 0.0))
-    size = as_float32(tf.size(x))
-    if all_sum is not None:
-        # One all-reduce for the three partial sums.
-        count, total, size = tf.unstack(all_sum(tf.stack([count, total, size])))
-    mean = tf.math.divide_no_nan(total, count)
-    m2 = tf.reduce_sum(tf.where(finite, tf.square(x - mean), 0.0))
-    if all_sum is not None:
-        m2 = all_sum(m2)
-    return Moments(count, mean, m2), size - count
+    finite = ops.isfinite(rows)
+    first = rows[0]
+    shift = ops.where(ops.isfinite(first), first, 0.0)
+    shifted = ops.where(finite, rows - shift, 0.0)
+    count = ops.sum(as_float32(finite), axis=0)
+    total = ops.sum(shifted, axis=0)
+    squares = ops.sum(ops.square(shifted), axis=0)
+    safe = ops.maximum(count, 1.0)
+    return {
+        "count": count,
+        "mean": shift + total / safe,
+        "m2": ops.maximum(squares - ops.square(total) / safe, 0.0),
+        "nonfinite": as_float32(ops.shape(rows)[0]) - count,
+    }
 
 
-def merge_moments(a, b):
-    """Pools two `Moments` as if computed over the union of their data.
+def unit_activity(rows, floor):
+    """Per-unit count of elements away from the activation's floor.
+
+    A count of 0 means the unit sat at its floor for every example and
+    position: it is dead on this batch.
 
     Args:
-        a: Moments of the first set (all zeros for an empty set).
-        b: Moments of the second set.
+        rows: The nonlinearity's output as `[rows, units]`.
+        floor: The activation's floor value (0 for ReLU).
+
+    Returns:
+        A float32 `[units]` vector.
+    """
+    return ops.sum(as_float32(ops.not_equal(rows, floor)), axis=0)
+
+
+def saturated_count(rows, is_saturated, threshold):
+    """Per-unit count of finite elements in the nonlinearity's flat region.
+
+    Args:
+        rows: The nonlinearity's output as `[rows, units]`.
+        is_saturated: `(y, threshold) -> bool tensor`, from
+            `gradwatch.activations`.
+        threshold: Fraction of the derivative's maximum below which an
+            element counts as saturated.
+
+    Returns:
+        A float32 `[units]` vector.
+    """
+    flat = ops.logical_and(is_saturated(rows, threshold), ops.isfinite(rows))
+    return ops.sum(as_float32(flat), axis=0)
+
+
+def pool(count, mean, m2, axis=0):
+    """Moments of the union of several sets, exactly (Chan et al.).
+
+    Args:
+        count: Counts of the sets, stacked along `axis`.
+        mean: Their means.
+        m2: Their sums of squared deviations.
+        axis: The axis that indexes the sets.
 
     Returns:
         The pooled `Moments`.
     """
-    count = a.count + b.count
-    delta = b.mean - a.mean
-    mean = a.mean + tf.math.divide_no_nan(delta * b.count, count)
-    m2 = a.m2 + b.m2 + tf.math.divide_no_nan(
-        delta * delta * a.count * b.count, count
+    total = ops.sum(count, axis=axis)
+    pooled_mean = ops.sum(count * mean, axis=axis) / ops.maximum(total, 1.0)
+    spread = ops.sum(
+        count * ops.square(mean - ops.expand_dims(pooled_mean, axis)), axis=axis
     )
-    return Moments(count, mean, m2)
+    return Moments(total, pooled_mean, ops.sum(m2, axis=axis) + spread)
 
 
-def variance(m):
-    """Population variance of a `Moments`; NaN for an empty set."""
-    return _nan_if_empty(m.count, m.m2 / tf.maximum(m.count, 1.0))
+def pool_partials(stacked):
+    """Pools dicts of partials stacked along axis 0 (calls, replicas).
 
-
-def mean(m):
-    """Mean of a `Moments`; NaN for an empty set."""
-    return _nan_if_empty(m.count, m.mean)
-
-
-def _nan_if_empty(count, value):
-    return tf.where(count > 0.0, value, float("nan"))
-
-
-def saturated_count(y, is_saturated, threshold):
-    """Number of finite elements of `y` in the flat region of its nonlinearity.
+    Moments merge with `pool`; every other entry is a count and adds up.
 
     Args:
-        y: The nonlinearity's output.
-        is_saturated: `(y, threshold) -> bool tensor`, from
-            `gradwatch.activations`.
-        threshold: Fraction of the derivative's maximum below which an element
-            counts as saturated.
+        stacked: A dict of `[sets, units]` tensors, as `unit_partials`.
 
     Returns:
-        A float32 scalar.
+        A dict of `[units]` tensors.
     """
-    y = as_float32(y)
-    flat = tf.logical_and(is_saturated(y, threshold), tf.math.is_finite(y))
-    return tf.reduce_sum(as_float32(flat))
+    moments = pool(*(stacked[k] for k in MOMENT_FIELDS))
+    pooled = dict(zip(MOMENT_FIELDS, moments))
+    for name, value in stacked.items():
+        if name not in pooled:
+            pooled[name] = ops.sum(value, axis=0)
+    return pooled
 
 
-def unit_activity(y, floor):
-    """Per-unit count of elements away from the activation's floor.
-
-    A unit is one feature or channel: the last axis. A count of 0 means the
-    unit sat at its floor for every example and position: it is dead on this
-    batch.
-
-    Args:
-        y: The nonlinearity's output, shape `[..., units]`.
-        floor: The activation's floor value (0 for ReLU).
-
-    Returns:
-        A float32 vector of length `units`.
-    """
-    y = as_float32(y)
-    active = as_float32(tf.not_equal(y, floor))
-    axes = list(range(len(y.shape) - 1))
-    return tf.reduce_sum(active, axis=axes) if axes else active
+def stack_partials(partials):
+    """Stacks a list of partials dicts (same keys) along a new axis 0."""
+    return {k: ops.stack([p[k] for p in partials]) for k in partials[0]}
 
 
-def channel_moments(x, channel_axes, all_sum=None):
-    """Per-channel moments over the batch, as BatchNormalization sees them.
-
-    Args:
-        x: The BatchNormalization layer's input.
-        channel_axes: The axes that index channels (the layer's `axis`).
-        all_sum: Optional cross-replica sum, as for `moments`.
-
-    Returns:
-        A `Moments` whose fields have the channel shape.
-    """
-    all_sum = all_sum or _local
-    x = as_float32(x)
-    rank = len(x.shape)
-    channel_axes = [a % rank for a in channel_axes]
-    reduce_axes = [a for a in range(rank) if a not in channel_axes]
-    sums = tf.reduce_sum(x, axis=reduce_axes)
-    count = as_float32(tf.size(x)) / as_float32(tf.size(sums))
-    count, sums = all_sum(count), all_sum(sums)
-    mean = sums / count
-    m2 = all_sum(tf.reduce_sum(tf.square(x - mean), axis=reduce_axes))
-    return Moments(tf.fill(tf.shape(mean), count), mean, m2)
+def pooled(partials):
+    """A layer's `Moments` from its per-unit partials (pooled over units)."""
+    return pool(*(partials[k] for k in MOMENT_FIELDS))
 
 
 def squared_norm(tensors):
     """Sum of squares of every element of every tensor, in float32."""
-    total = tf.constant(0.0)
+    total = ops.convert_to_tensor(0.0)
     for t in tensors:
-        total += tf.reduce_sum(tf.square(as_float32(t)))
+        total = total + ops.sum(ops.square(as_float32(t)))
     return total
+
+
+def squared_distance(a, b):
+    """Sum over pairs of the squared element-wise difference, in float32."""
+    return squared_norm([as_float32(x) - as_float32(y) for x, y in zip(a, b)])
+
+
+def batch_norm_fields(channels, moving_mean_before, moving_var_before, epsilon):
+    """BatchNormalization's batch statistics, averaged over channels.
+
+    Args:
+        channels: Per-channel partials of the layer's input (`count`, `mean`,
+            `m2` vectors).
+        moving_mean_before: The moving mean the step started from.
+        moving_var_before: The moving variance the step started from.
+        epsilon: The layer's epsilon.
+
+    Returns:
+        `(batch_mean, batch_var, skew)` float32 scalars: the channel averages
+        of the batch mean, the batch variance and |batch mean - moving mean| /
+        sqrt(moving variance + epsilon).
+    """
+    count = channels["count"]
+    nan = ops.full_like(count, np.nan)
+    batch_mean = ops.where(count > 0.0, channels["mean"], nan)
+    batch_var = ops.where(count > 0.0, channels["m2"] / ops.maximum(count, 1.0), nan)
+    skew = ops.abs(batch_mean - as_float32(moving_mean_before)) / ops.sqrt(
+        as_float32(moving_var_before) + epsilon
+    )
+    return ops.mean(batch_mean), ops.mean(batch_var), ops.mean(skew)
+
+
+# -- on the host ----------------------------------------------------------------
+
+# What the step returns for each watched layer, in this order, then one
+# saturated count per saturation threshold. NaN where a field does not apply.
+FIELDS = (
+    "out_count", "out_mean", "out_m2", "out_nonfinite",
+    "in_count", "in_mean", "in_m2",
+    "grad_count", "grad_mean", "grad_m2", "grad_nonfinite",
+    "kernels_measured", "kernel_grad_sq", "kernel_delta_sq", "kernel_sq",
+    "bn_batch_mean", "bn_batch_var", "bn_skew",
+    "bn_moving_mean", "bn_moving_var", "bn_gamma", "bn_beta",
+)
+FIELD = {name: i for i, name in enumerate(FIELDS)}
+
+
+def _variance(count, m2):
+    return np.where(count > 0, m2 / np.maximum(count, 1), np.nan)
+
+
+def finish(fields, saturated, activity, window):
+    """The metrics of one recorded step, from what the step returned.
+
+    Args:
+        fields: float32 `[layers, len(FIELDS)]`.
+        saturated: `[layers]` saturated element counts (NaN for layers
+            without a saturating nonlinearity).
+        activity: Per layer, its units' activity counts (`unit_activity`)
+            or None for layers without a floor.
+        window: Per layer, a bool vector of units active on some recorded
+            batch of the window so far (updated in place), or None.
+
+    Returns:
+        A dict of metric name to float32 `[layers]` vector (every metric of
+        `gradwatch_tensorboard.metadata.METRICS`).
+    """
+    f = {name: fields[:, i].astype(np.float64) for name, i in FIELD.items()}
+    layers = fields.shape[0]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        activation_var = _variance(f["out_count"], f["out_m2"])
+        measured = f["kernels_measured"] > 0
+        dead = np.full(layers, np.nan)
+        dead_fraction = np.full(layers, np.nan)
+        dead_window = np.full(layers, np.nan)
+        for i, (units, seen) in enumerate(zip(activity, window)):
+            if units is None:
+                continue
+            seen |= units > 0
+            dead[i] = np.count_nonzero(units == 0)
+            dead_fraction[i] = dead[i] / units.size
+            dead_window[i] = np.count_nonzero(~seen)
+        metrics = {
+            "activation_mean": np.where(f["out_count"] > 0, f["out_mean"], np.nan),
+            "activation_var": activation_var,
+            "activation_gain": activation_var / _variance(f["in_count"], f["in_m2"]),
+            "gradient_var": _variance(f["grad_count"], f["grad_m2"]),
+            "gradient_norm": np.where(measured, np.sqrt(f["kernel_grad_sq"]), np.nan),
+            "update_ratio": np.where(
+                measured, np.sqrt(f["kernel_delta_sq"]) / np.sqrt(f["kernel_sq"]), np.nan
+            ),
+            "saturation_fraction": saturated / f["out_count"],
+            "dead_units": dead,
+            "dead_fraction": dead_fraction,
+            "dead_units_window": dead_window,
+            "bn_batch_mean": f["bn_batch_mean"],
+            "bn_batch_var": f["bn_batch_var"],
+            "bn_moving_mean": f["bn_moving_mean"],
+            "bn_moving_var": f["bn_moving_var"],
+            "bn_gamma": f["bn_gamma"],
+            "bn_beta": f["bn_beta"],
+            "bn_skew": f["bn_skew"],
+            "activation_nonfinite": f["out_nonfinite"],
+            # No gradient reached the layer at all: nothing to count.
+            "gradient_nonfinite": np.where(
+                f["grad_count"] + f["grad_nonfinite"] > 0, f["grad_nonfinite"], np.nan
+            ),
+        }
+    return {k: v.astype(np.float32) for k, v in metrics.items()}

@@ -130,31 +130,45 @@ def test_steps_continue_across_fits_without_overlap(log_dir):
     np.testing.assert_array_equal(run.steps, [0, 3, 6, 9])
 
 
-def test_fitting_again_with_the_same_gradwatch_does_not_trace_again(log_dir, monkeypatch):
-    # Tracing the instrumented step costs about as much as Keras' own first
-    # step: a loop of fit(epochs=1) must pay it once, as Keras does.
-    traces = []
-    new_generation = hooks.CaptureSwitch.new_generation
-    monkeypatch.setattr(hooks.CaptureSwitch, "new_generation",
-                        lambda switch: traces.append(1) or new_generation(switch))
+def test_fitting_again_with_the_same_gradwatch_does_not_trace_again(log_dir):
+    # Tracing the train step costs as much as Keras' own first step: a loop
+    # of fit(epochs=1) must pay it once, as Keras does.
+    start = hooks.Capture.traces
     model = small_model()
     callback = gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)
     model.fit(*data(), batch_size=16, verbose=0, callbacks=[callback])
-    first = len(traces)
+    first = hooks.Capture.traces - start
     assert first >= 1
     model.fit(*data(), batch_size=16, verbose=0, callbacks=[callback])
-    assert len(traces) == first
+    assert hooks.Capture.traces - start == first
     # A recompiled model has a new train function: trace it. (The same
     # optimizer keeps counting steps; a new one would start again at 0.)
     model.compile(model.optimizer, "mae")
     model.fit(*data(), batch_size=16, verbose=0, callbacks=[callback])
-    assert len(traces) > first
+    assert hooks.Capture.traces - start > first
     run = gradwatch.load(log_dir)
     np.testing.assert_array_equal(run.steps, np.arange(12))
     assert np.isfinite(run.metric("activation_var")).all()
     assert np.isfinite(run.metric("gradient_norm")[8:, 0]).all()
     for layer in model.layers:
         assert "call" not in vars(layer)
+
+
+def test_a_new_gradwatch_on_the_same_layers_traces_nothing(tmp_path):
+    # A notebook cell run again: a new callback on an already trained model.
+    model = small_model()
+    model.fit(*data(), batch_size=16, verbose=0,
+              callbacks=[gradwatch.GradWatch(str(tmp_path / "a"), update_freq=2, verbose=0)])
+    start = hooks.Capture.traces
+    model.fit(*data(), batch_size=16, verbose=0,
+              callbacks=[gradwatch.GradWatch(str(tmp_path / "b"), update_freq=2, verbose=0)])
+    assert hooks.Capture.traces == start
+    np.testing.assert_array_equal(gradwatch.load(str(tmp_path / "b")).steps, [4, 6])
+    # Other layers are another capture: traced once, then kept as well.
+    model.fit(*data(), batch_size=16, verbose=0,
+              callbacks=[gradwatch.GradWatch(str(tmp_path / "c"), update_freq=1, layers="out", verbose=0)])
+    assert hooks.Capture.traces > start
+    assert gradwatch.load(str(tmp_path / "c")).layers == ["out"]
 
 
 def test_resuming_with_initial_epoch_continues_the_step_axis(tmp_path):

@@ -8,40 +8,66 @@ from gradwatch import activations
 from gradwatch import statistics as st
 
 
+def layer_moments(x, unit_axes=None):
+    """A whole tensor's moments, as the capture computes them: per-unit
+    partials from one read, pooled over units."""
+    partials = st.unit_partials(st.as_units(tf.constant(x), unit_axes))
+    return st.pooled(partials), partials
+
+
+def variance(m):
+    return float(m.m2) / float(m.count)
+
+
 def test_moments_match_numpy_and_skip_nonfinite():
     x = np.random.default_rng(0).normal(3.0, 2.0, size=(64, 7)).astype(np.float32)
-    x[0, 0], x[5, 3] = np.nan, np.inf
-    m, nonfinite = st.moments(tf.constant(x))
+    x[0, 0], x[5, 3] = np.nan, np.inf  # The first row is each unit's shift.
+    m, partials = layer_moments(x)
     finite = x[np.isfinite(x)].astype(np.float64)
-    assert nonfinite.numpy() == 2
-    assert m.count.numpy() == finite.size
-    np.testing.assert_allclose(m.mean.numpy(), finite.mean(), rtol=1e-5)
-    np.testing.assert_allclose(st.variance(m).numpy(), finite.var(), rtol=1e-5)
+    assert float(np.sum(partials["nonfinite"])) == 2
+    assert float(m.count) == finite.size
+    np.testing.assert_allclose(float(m.mean), finite.mean(), rtol=1e-5)
+    np.testing.assert_allclose(variance(m), finite.var(), rtol=1e-5)
+
+
+def test_one_pass_moments_keep_a_small_spread_about_a_large_mean():
+    # A naive one-pass sum of squares loses all of it in float32; the
+    # per-unit shift keeps it.
+    x = np.random.default_rng(1).normal(1e4, 0.5, size=(4096, 3)).astype(np.float32)
+    m, partials = layer_moments(x)
+    np.testing.assert_allclose(variance(m), x.astype(np.float64).var(), rtol=1e-3)
+    np.testing.assert_allclose(
+        np.asarray(partials["m2"]) / 4096, x.astype(np.float64).var(axis=0), rtol=1e-3
+    )
 
 
 def test_moments_of_float16_do_not_overflow():
     # 300**2 overflows float16 (max 65504); the statistics run in float32.
-    x = tf.constant([[300.0, -300.0]], dtype=tf.float16)
-    m, _ = st.moments(x)
-    assert st.variance(m).numpy() == pytest.approx(90000.0)
+    m, _ = layer_moments(np.array([[300.0, -300.0]], np.float16).T)
+    assert variance(m) == pytest.approx(90000.0)
 
 
-def test_merge_moments_equals_pooled_statistics():
+def test_pool_equals_the_statistics_of_the_union():
     data = np.random.default_rng(1).normal(1e3, 0.5, size=1000).astype(np.float32)
-    a, _ = st.moments(tf.constant(data[:300]))
-    b, _ = st.moments(tf.constant(data[300:]))
-    merged = st.merge_moments(a, b)
-    # Large mean, small spread: a naive sum of squares would lose it all.
-    np.testing.assert_allclose(st.variance(merged).numpy(), data.astype(np.float64).var(), rtol=1e-3)
-    np.testing.assert_allclose(merged.count.numpy(), 1000)
+    parts = [layer_moments(data[:300, None])[0], layer_moments(data[300:, None])[0]]
     empty = st.Moments(0.0, 0.0, 0.0)
-    np.testing.assert_allclose(np.array(st.merge_moments(empty, a)), np.array(a))
+    pooled = st.pool(*(tf.stack([p[i] for p in parts + [empty]]) for i in range(3)))
+    np.testing.assert_allclose(variance(pooled), data.astype(np.float64).var(), rtol=1e-3)
+    np.testing.assert_allclose(float(pooled.count), 1000)
+    np.testing.assert_allclose(float(pooled.mean), data.astype(np.float64).mean(), rtol=1e-6)
 
 
-def test_empty_moments_are_nan():
-    empty = st.Moments(tf.constant(0.0), tf.constant(0.0), tf.constant(0.0))
-    assert np.isnan(st.variance(empty).numpy())
-    assert np.isnan(st.mean(empty).numpy())
+def test_pool_partials_pools_moments_and_adds_counts():
+    rows = np.random.default_rng(3).normal(size=(40, 4)).astype(np.float32)
+    a = st.unit_partials(tf.constant(rows[:15]))
+    b = st.unit_partials(tf.constant(rows[15:]))
+    for p, r in ((a, rows[:15]), (b, rows[15:])):
+        p["active"] = st.unit_activity(tf.constant(r), 0.0)
+    both = st.pool_partials(st.stack_partials([a, b]))
+    whole = st.unit_partials(tf.constant(rows))
+    for key in ("count", "mean", "m2", "nonfinite"):
+        np.testing.assert_allclose(np.asarray(both[key]), np.asarray(whole[key]), rtol=1e-4, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(both["active"]), [40] * 4)
 
 
 @pytest.mark.parametrize(
@@ -60,21 +86,51 @@ def test_empty_moments_are_nan():
 )
 def test_saturated_count_uses_the_derivative(name, values, expected):
     rule = activations.by_name(name).saturated
-    count = st.saturated_count(tf.constant(values), rule, 0.05)
-    assert count.numpy() == expected
+    rows = st.as_units(tf.constant(values)[:, None])
+    assert float(np.sum(st.saturated_count(rows, rule, 0.05))) == expected
 
 
 def test_unit_activity_counts_per_last_axis():
     y = np.zeros((4, 3, 5), np.float32)
     y[1, 2, 0] = 1.0
     y[:, :, 4] = 2.0
-    activity = st.unit_activity(tf.constant(y), 0.0).numpy()
+    activity = np.asarray(st.unit_activity(st.as_units(tf.constant(y)), 0.0))
     np.testing.assert_array_equal(activity, [1, 0, 0, 0, 12])
 
 
-def test_channel_moments_per_channel():
-    x = np.random.default_rng(2).normal(size=(16, 4, 4, 3)).astype(np.float32)
-    m = st.channel_moments(tf.constant(x), [-1])
-    np.testing.assert_allclose(m.mean.numpy(), x.mean(axis=(0, 1, 2)), atol=1e-5)
-    np.testing.assert_allclose(st.variance(m).numpy(), x.var(axis=(0, 1, 2)), rtol=1e-4)
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_channel_moments_per_channel(axis):
+    x = np.random.default_rng(2).normal(size=(16, 3, 4, 5)).astype(np.float32)
+    x = x + np.arange(x.shape[axis]).reshape([-1 if a == axis % 4 else 1 for a in range(4)])
+    _, partials = layer_moments(x, [axis])
+    reduce = tuple(a for a in range(4) if a != axis % 4)
+    np.testing.assert_allclose(np.asarray(partials["mean"]), x.mean(axis=reduce), atol=1e-5)
+    np.testing.assert_allclose(
+        np.asarray(partials["m2"]) / np.asarray(partials["count"]), x.var(axis=reduce), rtol=1e-4
+    )
 
+
+def test_finish_turns_fields_into_metrics():
+    fields = np.full((2, len(st.FIELDS)), np.nan, np.float32)
+    f = st.FIELD
+    fields[:, f["out_count"]] = [10, 0]  # The second layer never ran.
+    fields[:, f["out_mean"]] = [1.5, 0]
+    fields[:, f["out_m2"]] = [20.0, 0]
+    fields[:, f["in_count"]] = [10, 0]
+    fields[:, f["in_m2"]] = [40.0, 0]
+    fields[:, f["kernels_measured"]] = [1, 0]
+    fields[:, f["kernel_grad_sq"]] = [9.0, 0]
+    fields[:, f["kernel_delta_sq"]] = [0.04, 0]
+    fields[:, f["kernel_sq"]] = [4.0, 0]
+    window = [np.array([False, True, False]), None]
+    metrics = st.finish(fields, np.array([5.0, np.nan]), [np.array([0.0, 3.0, 2.0]), None], window)
+    np.testing.assert_allclose(metrics["activation_mean"], [1.5, np.nan])
+    np.testing.assert_allclose(metrics["activation_var"], [2.0, np.nan])
+    np.testing.assert_allclose(metrics["activation_gain"], [0.5, np.nan])
+    np.testing.assert_allclose(metrics["gradient_norm"], [3.0, np.nan])
+    np.testing.assert_allclose(metrics["update_ratio"], [0.1, np.nan])
+    np.testing.assert_allclose(metrics["saturation_fraction"], [0.5, np.nan])
+    np.testing.assert_allclose(metrics["dead_units"], [1, np.nan])
+    np.testing.assert_allclose(metrics["dead_fraction"], [1 / 3, np.nan])
+    np.testing.assert_allclose(metrics["dead_units_window"], [1, np.nan])
+    np.testing.assert_array_equal(window[0], [False, True, True])
