@@ -6,16 +6,77 @@ costs no TensorFlow op dispatch and can be used (and tested) without
 TensorFlow.
 """
 
+import itertools
 import json
+import os
+import socket
+import sys
 import time
 
 import numpy as np
-from tensorboard.compat.proto import event_pb2, summary_pb2
+from tensorboard.compat import tf as tf_or_stub
+from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
+from tensorboard.compat.proto import tensor_shape_pb2, types_pb2
 from tensorboard.plugins.scalar import metadata as scalar_metadata
-from tensorboard.summary.writer.event_file_writer import EventFileWriter
+from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
 from . import metadata
+
+_file_numbers = itertools.count()
+
+
+class _EventFile:
+    """One event file, written synchronously: `write` then `flush` puts a
+    record on disk before returning.
+
+    TensorBoard's own `EventFileWriter` hands records to a thread and checks
+    sums in pure Python (0.6 ms per 5 KB record here); where TensorFlow is
+    already loaded (the callback), its C++ record writer does the same
+    framing in microseconds.
+    """
+
+    def __init__(self, log_dir, suffix):
+        tf_or_stub.io.gfile.makedirs(log_dir)
+        self.path = os.path.join(
+            log_dir,
+            "events.out.tfevents.%010d.%s.%s.%s%s"
+            % (time.time(), socket.gethostname(), os.getpid(), next(_file_numbers), suffix),
+        )
+        tf = sys.modules.get("tensorflow")
+        if tf is not None and hasattr(tf, "io"):
+            self._records = tf.io.TFRecordWriter(self.path)
+        else:
+            self._records = RecordWriter(tf_or_stub.io.gfile.GFile(self.path, "wb"))
+        self.write(
+            event_pb2.Event(
+                wall_time=time.time(),
+                file_version="brain.Event:2",
+                source_metadata=event_pb2.SourceMetadata(writer="gradwatch"),
+            )
+        )
+        self.flush()
+
+    def write(self, event):
+        self._records.write(event.SerializeToString())
+
+    def flush(self):
+        self._records.flush()
+
+    def close(self):
+        self._records.close()
+
+
+def _float_vector(array):
+    """A float32 vector as a TensorProto, without `make_tensor_proto`'s
+    generality (a tenth of its time)."""
+    return tensor_pb2.TensorProto(
+        dtype=types_pb2.DT_FLOAT,
+        tensor_shape=tensor_shape_pb2.TensorShapeProto(
+            dim=[tensor_shape_pb2.TensorShapeProto.Dim(size=array.size)]
+        ),
+        tensor_content=array.astype("<f4", copy=False).tobytes(),
+    )
 
 
 class SummaryWriter:
@@ -36,9 +97,7 @@ class SummaryWriter:
     """
 
     def __init__(self, log_dir, layers):
-        self._writer = EventFileWriter(
-            str(log_dir), max_queue_size=1000, filename_suffix=".gradwatch"
-        )
+        self._writer = _EventFile(str(log_dir), ".gradwatch")
         self._layer_metadata = metadata.create_summary_metadata(layers)
         self._num_layers = len(layers)
         self._tags_with_metadata = set()
@@ -79,7 +138,7 @@ class SummaryWriter:
             values.append(
                 self._value(
                     metadata.metric_tag(name),
-                    tensor_util.make_tensor_proto(array),
+                    _float_vector(array),
                     lambda: self._layer_metadata,
                 )
             )
@@ -132,7 +191,7 @@ class SummaryWriter:
             step=int(step),
             summary=summary_pb2.Summary(value=values),
         )
-        self._writer.add_event(event)
+        self._writer.write(event)
 
     def flush(self):
         self._writer.flush()
