@@ -214,7 +214,7 @@ class GradWatch(keras.callbacks.Callback):
             return
         steps = self._steps_per_call()
         if self._recording_step is not None:
-            # Statistics pool every step of the call; label with the last.
+            # The measuring step is the call's last: label it so.
             self._write(self._recording_step + steps - 1)
             self._recording_step = None
         self._next_step += steps

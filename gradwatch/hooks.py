@@ -442,6 +442,11 @@ class Capture:
         return not self.replicas.distributed
 
     @property
+    def xla(self):
+        """Whether the train step is XLA-compiled (Keras resolves "auto")."""
+        return bool(getattr(self.model, "jit_compile", False)) and not self.model.run_eagerly
+
+    @property
     def current_function(self):
         """The train function the model runs next."""
         if self.gated or self._flag_value:
@@ -546,157 +551,232 @@ class Capture:
     # -- measuring (inside the recording `cond`) ----------------------------
 
     def _measure(self, trace, kernels, shadows):
-        """Every watched layer's fields and activity, as one float32 vector."""
-        cache = {}
+        """Every watched layer's fields and activity, as one float32 vector.
 
-        def partials(tensor, unit_axes=(-1,)):
+        Vectorised over layers: a handful of ops per shape of tensor, not per
+        layer, so that a deep model's recorded step is not a long string of
+        tiny ops (whose dispatch would cost more than their arithmetic).
+        """
+        matrices = {}  # (tensor ref, unit axes) -> [rows, units] matrix
+
+        def request(tensor, unit_axes=(-1,)):
+            # A layer's input that is another watched layer's output is the
+            # same tensor: reduced once.
             tensor = trace.aliases.get(tensor.ref(), tensor)
             rank = max(tensor.shape.rank, 1)
             key = (tensor.ref(), tuple(sorted(a % rank for a in unit_axes)))
-            if key not in cache:
-                rows = st.as_units(tensor, unit_axes)
-                cache[key] = (rows, st.unit_partials(rows))
-            return cache[key]
+            if key not in matrices:
+                matrices[key] = st.as_units(tensor, unit_axes)
+            return key
 
-        per_tap = []  # (tap, dict of name -> [units] partials groups)
+        plans = []  # per tap: {"out"|"in"|"grad"|"bn": [keys]}, or None
         for tap in self.taps:
             calls = trace.calls.get(tap)
-            if not calls:
-                per_tap.append(None)
-                continue
-            groups = {"out": [], "in": [], "grad": [], "bn": []}
-            for call in calls:
-                rows, out = partials(call.y)
-                out = dict(out)
-                if tap.floor is not None:
-                    out["active"] = st.unit_activity(rows, tap.floor)
-                if tap.saturated is not None:
-                    for i, threshold in enumerate(self.thresholds):
-                        out[f"saturated_{i}"] = st.saturated_count(
-                            rows, tap.saturated, threshold
-                        )
-                groups["out"].append(out)
-                if call.x is not None:
-                    groups["in"].append(partials(call.x)[1])
-                    if tap.is_batch_norm:
-                        groups["bn"].append(partials(call.x, _axes(tap.layer))[1])
-                for dy in call.gradients:
-                    groups["grad"].append(st.unit_partials(st.as_units(dy)))
-            per_tap.append(
-                {k: st.pool_partials(st.stack_partials(v)) for k, v in groups.items() if v}
-            )
-        per_tap = self._pool_replicas(per_tap)
+            plan = None
+            if calls:
+                plan = {"out": [], "in": [], "grad": [], "bn": []}
+                for call in calls:
+                    plan["out"].append(request(call.y))
+                    if call.x is not None:
+                        plan["in"].append(request(call.x))
+                        if tap.is_batch_norm:
+                            plan["bn"].append(request(call.x, _axes(tap.layer)))
+                    plan["grad"] += [request(dy) for dy in call.gradients]
+            plans.append(plan)
 
+        peaks = {
+            k for tap, plan in zip(self.taps, plans)
+            if plan and tap.floor is not None for k in plan["out"]
+        }
+        reduced = _Reduced(matrices, peaks, self.xla)
+        # Per-unit vectors some layers need: activity (a floor) and
+        # BatchNorm's channels; saturated counts for saturating layers.
+        unit_needs = []  # (tap index, name, [per-call partials dicts])
+        saturated = []  # (tap index, threshold index, [per-call counts])
+        for i, (tap, plan) in enumerate(zip(self.taps, plans)):
+            if plan is None:
+                continue
+            if tap.floor is not None:
+                unit_needs.append((i, "out", [reduced.units(k, ("peak",)) for k in plan["out"]]))
+            if plan["bn"]:
+                unit_needs.append((i, "bn", [reduced.units(k, st.MOMENT_FIELDS) for k in plan["bn"]]))
+            if tap.saturated is not None:
+                for j, threshold in enumerate(self.thresholds):
+                    saturated.append((i, j, [
+                        tf.reduce_sum(st.saturated_count(matrices[k], tap.saturated, threshold))
+                        for k in plan["out"]
+                    ]))
+        table, unit_needs, saturated = self._pool_replicas(reduced.table, unit_needs, saturated)
+
+        # Layers called several times (shared) pool their calls.
+        rows = {}  # (tap index, "out"|"in"|"grad") -> row of the table
+        extra = []
+        for i, plan in enumerate(plans):
+            for name in ("out", "in", "grad"):
+                if plan is None or not plan[name]:
+                    continue
+                indices = [reduced.row[k] for k in plan[name]]
+                if len(indices) == 1:
+                    rows[(i, name)] = indices[0]
+                else:
+                    rows[(i, name)] = len(reduced.row) + len(extra)
+                    extra.append(st.pool_rows(tf.gather(table, indices)))
+        nan_row = len(reduced.row) + len(extra)
+        table = tf.concat([table] + [r[None] for r in extra] + [tf.fill([1, 4], _NAN)], 0)
+
+        def column_block(name):
+            return tf.gather(table, [rows.get((i, name), nan_row) for i in range(len(self.taps))])
+
+        out, inp, grad = column_block("out"), column_block("in"), column_block("grad")
+        scale = 1.0 if trace.loss_scale is None else trace.loss_scale
+        grad = tf.stack(
+            [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
+        )
+        kernel_block = self._kernel_block(trace, kernels, shadows, scale)
+        bn_block = self._batch_norm_block(trace, unit_needs)
+        sat_block = self._saturated_block(saturated)
+        fields = tf.concat(
+            [out, inp[:, :3], grad, kernel_block, bn_block, sat_block], axis=1
+        )
+        activity = self._activity(unit_needs)
+        return tf.concat([tf.reshape(fields, [-1])] + activity, axis=0)
+
+    def _pool_replicas(self, table, unit_needs, saturated):
+        """Gathers every replica's numbers and pools them: moments exactly
+        (Chan), peaks by their maximum, counts by their sum."""
+        if not self.replicas.distributed:
+            return table, unit_needs, saturated
+        pieces = [tf.reshape(table, [-1])]
+        for _, _, calls in unit_needs:
+            pieces += [v for p in calls for v in p.values()]
+        pieces += [c[None] for _, _, counts in saturated for c in counts]
+        gathered = self.replicas.gather(tf.concat(pieces, 0))  # [replicas, k]
+        size = int(table.shape[0]) * 4
+        offset = size
+        per_replica = tf.reshape(gathered[:, :size], [self.replicas.count, -1, 4])
+        table = st.pool_rows(tf.transpose(per_replica, [1, 0, 2]))
+        pooled_needs = []
+        for i, name, calls in unit_needs:
+            pooled_calls = []
+            for p in calls:
+                stacked = {}
+                for field, value in p.items():
+                    width = int(value.shape[0])
+                    stacked[field] = gathered[:, offset:offset + width]
+                    offset += width
+                pooled_calls.append(st.pool_partials(stacked))
+            pooled_needs.append((i, name, pooled_calls))
+        pooled_saturated = []
+        for i, j, counts in saturated:
+            pooled_saturated.append(
+                (i, j, [tf.reduce_sum(gathered[:, offset + n]) for n in range(len(counts))])
+            )
+            offset += len(counts)
+        return table, pooled_needs, pooled_saturated
+
+    def _kernel_block(self, trace, kernels, shadows, scale):
+        """`[taps, 4]`: whether measured, then the squared norms of the
+        kernels' gradients, updates and values before the update."""
         measured = [k for k in kernels if id(k) in trace.kernel_gradients]
         gradients = self.replicas.sum([trace.kernel_gradients[id(k)] for k in measured])
         shadow_of = {id(k): s for k, s in zip(kernels, shadows)}
-        by_kernel = {id(k): (k, shadow_of[id(k)], g) for k, g in zip(measured, gradients)}
-        scale = trace.loss_scale
-        width = len(st.FIELDS) + len(self.thresholds)
-        rows, activity = [], []
-        for tap, groups, size in zip(self.taps, per_tap, self._layout):
-            if groups is None:
-                rows.append(tf.fill([width], _NAN))
+        before = [tf.convert_to_tensor(shadow_of[id(k)]) for k in measured]
+        norms = tf.stack(
+            [
+                tf.stack(st.squared_norms(gradients, self.xla)) / (scale * scale),
+                tf.stack(
+                    st.squared_norms([k.value - b for k, b in zip(measured, before)], self.xla)
+                ),
+                tf.stack(st.squared_norms(before, self.xla)),
+            ],
+            axis=1,
+        ) if measured else tf.zeros([0, 3])
+        index = {id(k): n for n, k in enumerate(measured)}
+        owner, complete = [], []
+        for i, tap in enumerate(self.taps):
+            mine = [index.get(id(k)) for k in tap.kernels]
+            complete.append(bool(mine) and None not in mine)
+            owner += [i for n in mine if n is not None] if complete[-1] else []
+        ordered = [n for i, tap in enumerate(self.taps) if complete[i]
+                   for n in (index[id(k)] for k in tap.kernels)]
+        sums = tf.math.unsorted_segment_sum(
+            tf.gather(norms, ordered), owner, num_segments=len(self.taps)
+        ) if ordered else tf.zeros([len(self.taps), 3])
+        flag = tf.constant([1.0 if c else 0.0 for c in complete])
+        if trace.gradients_finite is not None:
+            # A step the loss scaler skipped updated nothing: unmeasured.
+            flag = flag * st.as_float32(trace.gradients_finite)
+        return tf.concat([flag[:, None], sums], axis=1)
+
+    def _batch_norm_block(self, trace, unit_needs):
+        """`[taps, 7]` BatchNorm fields (NaN for other layers), averaged over
+        each layer's channels in one segment reduction for all of them."""
+        width = 7
+        entries = [(i, calls) for i, name, calls in unit_needs if name == "bn"]
+        block = tf.fill([len(self.taps), width], _NAN)
+        if not entries:
+            return block
+        columns = {k: [] for k in ("mean", "var", "skew", "moving_mean",
+                                   "moving_var", "gamma", "beta")}
+        segments = []
+        for n, (i, calls) in enumerate(entries):
+            tap = self.taps[i]
+            layer = tap.layer
+            channels = calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
+            before_mean, before_var = trace.calls[tap][0].moving_before
+            batch_mean, batch_var, skew = st.channel_statistics(
+                channels, before_mean, before_var, layer.epsilon
+            )
+            size = int(batch_mean.shape[0])
+            segments += [n] * size
+            columns["mean"].append(batch_mean)
+            columns["var"].append(batch_var)
+            columns["skew"].append(skew)
+            for name, variable in (("moving_mean", layer.moving_mean),
+                                   ("moving_var", layer.moving_variance),
+                                   ("gamma", getattr(layer, "gamma", None)),
+                                   ("beta", getattr(layer, "beta", None))):
+                columns[name].append(
+                    tf.fill([size], _NAN) if variable is None
+                    else tf.reshape(st.as_float32(variable.value), [-1])
+                )
+        sizes = tf.constant(np.bincount(segments), tf.float32)
+        averages = tf.stack(
+            [
+                tf.math.unsorted_segment_sum(tf.concat(v, 0), segments, len(entries)) / sizes
+                for v in columns.values()
+            ],
+            1,
+        )
+        # In FIELDS order: batch mean, batch var, skew, moving mean and
+        # variance, gamma, beta.
+        return tf.tensor_scatter_nd_update(block, [[i] for i, _ in entries], averages)
+
+    def _saturated_block(self, saturated):
+        block = tf.fill([len(self.taps), len(self.thresholds)], _NAN)
+        if not saturated:
+            return block
+        return tf.tensor_scatter_nd_update(
+            block, [[i, j] for i, j, _ in saturated], tf.stack([tf.add_n(c) for _, _, c in saturated])
+        )
+
+    def _activity(self, unit_needs):
+        """Per layer with a floor (in layout order): 1 for each unit that
+        left the floor on this step, 0 for each dead one."""
+        peaks = {i: calls for i, name, calls in unit_needs if name == "out"}
+        activity = []
+        for i, (tap, size) in enumerate(zip(self.taps, self._layout)):
+            if not size:
+                continue
+            calls = peaks.get(i)
+            if calls is None or int(calls[0]["peak"].shape[0]) != size:
                 activity.append(tf.zeros([size]))
                 continue
-            fields = dict.fromkeys(st.FIELDS, tf.constant(_NAN))
-            out = st.pooled(groups["out"])
-            fields.update(
-                out_count=out.count, out_mean=out.mean, out_m2=out.m2,
-                out_nonfinite=tf.reduce_sum(groups["out"]["nonfinite"]),
+            peak = calls[0]["peak"] if len(calls) == 1 else tf.reduce_max(
+                tf.stack([c["peak"] for c in calls]), 0
             )
-            if "in" in groups:
-                inp = st.pooled(groups["in"])
-                fields.update(in_count=inp.count, in_mean=inp.mean, in_m2=inp.m2)
-            if "grad" in groups:
-                grad = st.pooled(groups["grad"])
-                unscale = 1.0 if scale is None else scale
-                fields.update(
-                    grad_count=grad.count,
-                    grad_mean=grad.mean / unscale,
-                    grad_m2=grad.m2 / (unscale * unscale),
-                    grad_nonfinite=tf.reduce_sum(groups["grad"]["nonfinite"]),
-                )
-            fields.update(self._kernel_fields(tap, by_kernel, scale, trace))
-            if "bn" in groups:
-                fields.update(self._batch_norm_fields(tap, groups["bn"], trace))
-            saturated = [
-                tf.reduce_sum(groups["out"][f"saturated_{i}"])
-                if tap.saturated is not None
-                else tf.constant(_NAN)
-                for i in range(len(self.thresholds))
-            ]
-            rows.append(tf.stack([st.as_float32(fields[n]) for n in st.FIELDS] + saturated))
-            if size:
-                active = groups["out"].get("active")
-                activity.append(
-                    active if active is not None and active.shape[0] == size
-                    else tf.zeros([size])
-                )
-        return tf.concat([tf.reshape(tf.stack(rows), [-1])] + activity, axis=0)
-
-    def _pool_replicas(self, per_tap):
-        """Gathers every replica's per-unit partials and pools them."""
-        if not self.replicas.distributed:
-            return per_tap
-        pieces = [
-            v for groups in per_tap if groups
-            for group in groups.values() for v in group.values()
-        ]
-        gathered = self.replicas.gather(tf.concat(pieces, axis=0))
-        offset, pooled = 0, []
-        for groups in per_tap:
-            if groups is None:
-                pooled.append(None)
-                continue
-            result = {}
-            for name, group in groups.items():
-                stacked = {}
-                for key, value in group.items():
-                    size = value.shape[0]
-                    stacked[key] = gathered[:, offset:offset + size]
-                    offset += size
-                result[name] = st.pool_partials(stacked)
-            pooled.append(result)
-        return pooled
-
-    def _kernel_fields(self, tap, by_kernel, scale, trace):
-        entries = [by_kernel.get(id(k)) for k in tap.kernels]
-        if not entries or any(e is None for e in entries):
-            return {"kernels_measured": tf.constant(0.0)}
-        after = [e[0].value for e in entries]
-        before = [tf.convert_to_tensor(e[1]) for e in entries]
-        grad_sq = st.squared_norm([e[2] for e in entries])
-        measured = tf.constant(1.0)
-        if scale is not None:
-            grad_sq = grad_sq / (scale * scale)
-            # A step the loss scaler skipped updated nothing: unmeasured.
-            measured = st.as_float32(trace.gradients_finite)
-        return {
-            "kernels_measured": measured,
-            "kernel_grad_sq": grad_sq,
-            "kernel_delta_sq": st.squared_distance(after, before),
-            "kernel_sq": st.squared_norm(before),
-        }
-
-    def _batch_norm_fields(self, tap, channels, trace):
-        layer = tap.layer
-        moving_mean, moving_var = trace.calls[tap][0].moving_before
-        batch_mean, batch_var, skew = st.batch_norm_fields(
-            channels, moving_mean, moving_var, layer.epsilon
-        )
-        average = lambda v: (  # noqa: E731
-            tf.constant(_NAN) if v is None else tf.reduce_mean(st.as_float32(v))
-        )
-        return {
-            "bn_batch_mean": batch_mean,
-            "bn_batch_var": batch_var,
-            "bn_skew": skew,
-            "bn_moving_mean": average(layer.moving_mean),
-            "bn_moving_var": average(layer.moving_variance),
-            "bn_gamma": average(getattr(layer, "gamma", None)),
-            "bn_beta": average(getattr(layer, "beta", None)),
-        }
+            activity.append(st.as_float32(peak > tap.floor))
+        return activity
 
     # -- reading (on the host, after a recorded step) ------------------------
 
@@ -717,6 +797,40 @@ class Capture:
                     offset += size
             self._last_read = (step, fields, activity)
         return self._last_read[1:]
+
+
+class _Reduced:
+    """Every requested matrix reduced, with as few ops as may be: matrices
+    with one number of units (and the same need of peaks) share their ops'
+    vectors and one check for non-finite values.
+
+    Attributes:
+        table: `[matrices, 4]`: count, mean, m2 and non-finite count of each
+            matrix as a whole (pooled over its units).
+        row: Matrix key -> its row of `table`.
+    """
+
+    def __init__(self, matrices, peaks, xla):
+        by_units = {}
+        for key, matrix in matrices.items():
+            group = (matrix.shape[-1], key in peaks)
+            by_units.setdefault(group, []).append(key)
+        self._units = {}
+        self.row = {}
+        tables = []
+        for keys in by_units.values():
+            stacked = st.unit_partials([matrices[k] for k in keys], keys[0] in peaks, xla)
+            whole = st.pool(*(stacked[f] for f in st.MOMENT_FIELDS), axis=1)
+            tables.append(tf.stack([*whole, tf.reduce_sum(stacked["nonfinite"], 1)], 1))
+            for g, key in enumerate(keys):
+                self.row[key] = len(self.row)
+                self._units[key] = (stacked, g)
+        self.table = tf.concat(tables, 0) if tables else tf.zeros([0, 4])
+
+    def units(self, key, fields):
+        """Per-unit vectors of one matrix."""
+        stacked, g = self._units[key]
+        return {f: stacked[f][g] for f in fields}
 
 
 def _axes(layer):

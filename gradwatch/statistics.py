@@ -23,6 +23,7 @@ of squares nor underflow to zero variance.
 
 import collections
 
+import keras
 import numpy as np
 from keras import ops
 
@@ -31,6 +32,28 @@ Moments.__doc__ = """Count, mean and sum of squared deviations from the mean
 (m2). Pooled exactly by `pool`."""
 
 MOMENT_FIELDS = ("count", "mean", "m2")
+
+
+def sum_of_squares(x, axis=None, xla=False):
+    """Sum of the squares of `x`'s elements, along `axis` (None: all).
+
+    On TensorFlow without XLA a fused reduction (`l2_loss`,
+    `reduce_euclidean_norm`) reads `x` once and writes no tensor of squares:
+    on a CPU, memory traffic is what these statistics cost. XLA (and so
+    every other backend) fuses the two ops itself.
+
+    Args:
+        x: A float tensor.
+        axis: The axis to sum along, or None for all.
+        xla: Whether this runs in an XLA-compiled function.
+    """
+    if keras.backend.backend() == "tensorflow" and not xla:
+        import tensorflow as tf
+
+        if axis is None:
+            return 2.0 * tf.nn.l2_loss(x)
+        return tf.square(tf.math.reduce_euclidean_norm(x, axis=axis))
+    return ops.sum(ops.square(x), axis=axis)
 
 
 def as_float32(x):
@@ -64,55 +87,83 @@ def as_units(x, unit_axes=None):
     return ops.reshape(x, (-1, units))
 
 
-def unit_partials(rows):
-    """Per-unit moments and non-finite count of a `[rows, units]` matrix.
+def unit_partials(matrices, peaks=True, xla=False):
+    """Per-unit moments, non-finite counts and peaks of same-shaped matrices.
 
-    The sums are shifted by each unit's first finite value, so that the
-    variance comes from one pass without a naive sum of squares' cancellation.
+    The sums are shifted by each unit's first value (the variance without a
+    naive sum of squares' cancellation), and the squares are summed by a fused
+    reduction: each matrix is read three times (its shifted copy, two sums)
+    and a unit's peak once more. One check of the sums covers every matrix:
+    only when one comes out non-finite are they read again, with the NaN and
+    Inf elements masked out and counted.
 
     Args:
-        rows: A float32 `[rows, units]` tensor (see `as_units`).
+        matrices: float32 `[rows, units]` tensors with one number of units
+            (`as_units`), for example every watched layer's output of a deep
+            MLP.
+        peaks: Whether to find each unit's peak (one more read).
+        xla: Whether this runs in an XLA-compiled function.
 
     Returns:
-        A dict of `[units]` vectors: `count`, `mean`, `m2` (see `Moments`) and
-        `nonfinite`.
+        A dict of `[matrices, units]` tensors: `count`, `mean`, `m2` (see
+        `Moments`, over finite elements), `nonfinite`, and `peak` (the
+        largest element, NaN counting as +Inf; only with `peaks`).
+        `split_partials` gives one dict per matrix.
 
     Example:
 
-    >>> p = unit_partials(ops.convert_to_tensor([[1.0], [3.0], [np.nan]]))
-    >>> [float(p[k][0]) for k in ("count", "mean", "m2", "nonfinite")]
+    >>> p = unit_partials([ops.convert_to_tensor([[1.0], [3.0], [np.nan]])])
+    >>> [float(p[k][0, 0]) for k in ("count", "mean", "m2", "nonfinite")]
     [2.0, 2.0, 2.0, 1.0]
     """
-    finite = ops.isfinite(rows)
-    first = rows[0]
-    shift = ops.where(ops.isfinite(first), first, 0.0)
-    shifted = ops.where(finite, rows - shift, 0.0)
-    count = ops.sum(as_float32(finite), axis=0)
-    total = ops.sum(shifted, axis=0)
-    squares = ops.sum(ops.square(shifted), axis=0)
+    def each(reduce, values):
+        return ops.stack([reduce(v) for v in values])  # [matrices, units]
+
+    def rows_of(matrix):
+        return as_float32(ops.shape(matrix)[0])
+
+    def peak_of(values):
+        if not peaks:
+            return each(lambda v: ops.zeros_like(v[0]), values)
+        return each(lambda v: ops.max(v, axis=0), values)
+
+    def all_finite():
+        shifts = [m[0] for m in matrices]
+        # Summed as is: a sum of the matrix would lose precision.
+        shifted = [m - s for m, s in zip(matrices, shifts)]
+        total = each(lambda d: ops.sum(d, axis=0), shifted)
+        squares = each(lambda d: sum_of_squares(d, axis=0, xla=xla), shifted)
+        count = each(lambda m: ops.full_like(m[0], 1.0) * rows_of(m), matrices)
+        return count, ops.stack(shifts), total, squares, peak_of(matrices)
+
+    def masking_nonfinite():
+        finite = [ops.isfinite(m) for m in matrices]
+        shifts = [ops.where(ops.isfinite(m[0]), m[0], 0.0) for m in matrices]
+        shifted = [ops.where(f, m - s, 0.0) for m, s, f in zip(matrices, shifts, finite)]
+        total = each(lambda d: ops.sum(d, axis=0), shifted)
+        squares = each(lambda d: ops.sum(ops.square(d), axis=0), shifted)
+        count = each(lambda f: ops.sum(as_float32(f), axis=0), finite)
+        peak = peak_of([ops.where(ops.isnan(m), np.inf, m) for m in matrices])
+        return count, ops.stack(shifts), total, squares, peak
+
+    fast = all_finite()
+    ok = ops.all(ops.logical_and(ops.isfinite(fast[2]), ops.isfinite(fast[3])))
+    count, shift, total, squares, peak = ops.cond(ok, lambda: fast, masking_nonfinite)
     safe = ops.maximum(count, 1.0)
-    return {
-        "count": count,
-        "mean": shift + total / safe,
-        "m2": ops.maximum(squares - ops.square(total) / safe, 0.0),
-        "nonfinite": as_float32(ops.shape(rows)[0]) - count,
-    }
+    mean = shift + total / safe
+    m2 = ops.maximum(squares - ops.square(total) / safe, 0.0)
+    rows = each(lambda m: ops.full_like(m[0], 1.0) * rows_of(m), matrices)
+    partials = {"count": count, "mean": mean, "m2": m2, "nonfinite": rows - count}
+    if peaks:
+        partials["peak"] = peak
+    return partials
 
 
-def unit_activity(rows, floor):
-    """Per-unit count of elements away from the activation's floor.
-
-    A count of 0 means the unit sat at its floor for every example and
-    position: it is dead on this batch.
-
-    Args:
-        rows: The nonlinearity's output as `[rows, units]`.
-        floor: The activation's floor value (0 for ReLU).
-
-    Returns:
-        A float32 `[units]` vector.
-    """
-    return ops.sum(as_float32(ops.not_equal(rows, floor)), axis=0)
+def split_partials(stacked):
+    """`[matrices, units]` partials -> one dict of `[units]` per matrix."""
+    fields = list(stacked)
+    columns = [ops.unstack(stacked[f], axis=0) for f in fields]
+    return [dict(zip(fields, values)) for values in zip(*columns)]
 
 
 def saturated_count(rows, is_saturated, threshold):
@@ -152,10 +203,15 @@ def pool(count, mean, m2, axis=0):
     return Moments(total, pooled_mean, ops.sum(m2, axis=axis) + spread)
 
 
+# Partials pooled by their maximum; the rest (counts) add up.
+PEAK_FIELDS = ("peak", "active")
+
+
 def pool_partials(stacked):
     """Pools dicts of partials stacked along axis 0 (calls, replicas).
 
-    Moments merge with `pool`; every other entry is a count and adds up.
+    Moments merge with `pool`; peaks and activity take the maximum; every
+    other entry is a count and adds up.
 
     Args:
         stacked: A dict of `[sets, units]` tensors, as `unit_partials`.
@@ -163,10 +219,13 @@ def pool_partials(stacked):
     Returns:
         A dict of `[units]` tensors.
     """
-    moments = pool(*(stacked[k] for k in MOMENT_FIELDS))
-    pooled = dict(zip(MOMENT_FIELDS, moments))
+    pooled = {}
+    if "count" in stacked:
+        pooled.update(zip(MOMENT_FIELDS, pool(*(stacked[k] for k in MOMENT_FIELDS))))
     for name, value in stacked.items():
-        if name not in pooled:
+        if name in PEAK_FIELDS:
+            pooled[name] = ops.max(value, axis=0)
+        elif name not in pooled:
             pooled[name] = ops.sum(value, axis=0)
     return pooled
 
@@ -176,26 +235,39 @@ def stack_partials(partials):
     return {k: ops.stack([p[k] for p in partials]) for k in partials[0]}
 
 
+def pool_rows(rows):
+    """Pools rows of `(count, mean, m2, nonfinite)` along axis -2.
+
+    Args:
+        rows: A `[..., sets, 4]` tensor.
+
+    Returns:
+        `[..., 4]`: the union's moments and non-finite count.
+    """
+    moments = pool(rows[..., 0], rows[..., 1], rows[..., 2], axis=-1)
+    return ops.stack([*moments, ops.sum(rows[..., 3], axis=-1)], axis=-1)
+
+
 def pooled(partials):
     """A layer's `Moments` from its per-unit partials (pooled over units)."""
     return pool(*(partials[k] for k in MOMENT_FIELDS))
 
 
-def squared_norm(tensors):
-    """Sum of squares of every element of every tensor, in float32."""
-    total = ops.convert_to_tensor(0.0)
-    for t in tensors:
-        total = total + ops.sum(ops.square(as_float32(t)))
-    return total
+def squared_norms(tensors, xla=False):
+    """The sum of squares of each tensor, in float32.
+
+    Args:
+        tensors: A list of tensors.
+        xla: Whether this runs in an XLA-compiled function.
+
+    Returns:
+        A list of float32 scalars, in the order of `tensors`.
+    """
+    return [sum_of_squares(as_float32(t), xla=xla) for t in tensors]
 
 
-def squared_distance(a, b):
-    """Sum over pairs of the squared element-wise difference, in float32."""
-    return squared_norm([as_float32(x) - as_float32(y) for x, y in zip(a, b)])
-
-
-def batch_norm_fields(channels, moving_mean_before, moving_var_before, epsilon):
-    """BatchNormalization's batch statistics, averaged over channels.
+def channel_statistics(channels, moving_mean_before, moving_var_before, epsilon):
+    """BatchNormalization's batch statistics per channel.
 
     Args:
         channels: Per-channel partials of the layer's input (`count`, `mean`,
@@ -205,18 +277,18 @@ def batch_norm_fields(channels, moving_mean_before, moving_var_before, epsilon):
         epsilon: The layer's epsilon.
 
     Returns:
-        `(batch_mean, batch_var, skew)` float32 scalars: the channel averages
-        of the batch mean, the batch variance and |batch mean - moving mean| /
+        `(batch_mean, batch_var, skew)` float32 vectors (NaN for a channel
+        that saw no finite value): skew is |batch mean - moving mean| /
         sqrt(moving variance + epsilon).
     """
     count = channels["count"]
     nan = ops.full_like(count, np.nan)
     batch_mean = ops.where(count > 0.0, channels["mean"], nan)
     batch_var = ops.where(count > 0.0, channels["m2"] / ops.maximum(count, 1.0), nan)
-    skew = ops.abs(batch_mean - as_float32(moving_mean_before)) / ops.sqrt(
-        as_float32(moving_var_before) + epsilon
+    skew = ops.abs(batch_mean - ops.reshape(as_float32(moving_mean_before), (-1,))) / ops.sqrt(
+        ops.reshape(as_float32(moving_var_before), (-1,)) + epsilon
     )
-    return ops.mean(batch_mean), ops.mean(batch_var), ops.mean(skew)
+    return batch_mean, batch_var, skew
 
 
 # -- on the host ----------------------------------------------------------------
@@ -245,8 +317,9 @@ def finish(fields, saturated, activity, window):
         fields: float32 `[layers, len(FIELDS)]`.
         saturated: `[layers]` saturated element counts (NaN for layers
             without a saturating nonlinearity).
-        activity: Per layer, its units' activity counts (`unit_activity`)
-            or None for layers without a floor.
+        activity: Per layer, 1 for each unit that left the activation's
+            floor on this batch, 0 for each that did not (dead), or None for
+            layers without a floor.
         window: Per layer, a bool vector of units active on some recorded
             batch of the window so far (updated in place), or None.
 

@@ -1,4 +1,5 @@
-"""`benchmarks/overhead.py --quick` runs to the end and prints its tables.
+"""`benchmarks/overhead.py --quick` and `benchmarks/first_fit.py --quick` run
+to the end and print their tables.
 
 A smoke test: it checks that every condition gets a ratio, never what the
 ratios are (timings on a shared test machine mean nothing).
@@ -31,19 +32,23 @@ def _table_rows(text, header_start):
     return rows
 
 
-def test_quick_benchmark_prints_a_ratio_for_every_condition(tmp_path):
-    out = tmp_path / "results.json"
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+def _run_quick(module, out):
+    """`python -m <module> --quick --out <out>`; its report."""
     completed = subprocess.run(
-        [sys.executable, "-m", "benchmarks.overhead", "--quick", "--out", str(out)],
+        [sys.executable, "-m", module, "--quick", "--out", str(out)],
         cwd=ROOT,
-        env=env,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         capture_output=True,
         text=True,
         timeout=300,
     )
     assert completed.returncode == 0, completed.stderr[-3000:]
-    report = completed.stdout
+    return completed.stdout
+
+
+def test_quick_benchmark_prints_a_ratio_for_every_condition(tmp_path):
+    out = tmp_path / "results.json"
+    report = _run_quick("benchmarks.overhead", out)
     assert report.startswith("Machine: ")
     assert "TensorFlow" in report.splitlines()[0]
 
@@ -63,3 +68,15 @@ def test_quick_benchmark_prints_a_ratio_for_every_condition(tmp_path):
 
     assert "Targets:" in report
     assert out.exists() and '"tiny_mlp"' in out.read_text()
+
+
+def test_quick_first_fit_benchmark_prints_both_tables(tmp_path):
+    out = tmp_path / "first_fit.json"
+    report = _run_quick("benchmarks.first_fit", out)
+    first = _table_rows(report, "| model | plain: fit CPU s")
+    assert first[1][0] == "tiny_mlp"
+    assert all(RATIO.match(r) for r in first[1][3].split(" / ")), first[1][3]
+    again = _table_rows(report, "| model | new traces")
+    # A new GradWatch on the same layers of a trained model traces nothing.
+    assert again[1][0] == "tiny_mlp" and again[1][1] == "0"
+    assert out.exists()

@@ -169,9 +169,18 @@ def test_keras_applications_model(log_dir):
     assert np.isfinite(run.metric("bn_batch_var")[:, bn]).all()
 
 
-def test_steps_per_execution_pools_and_labels_the_last_step(log_dir):
-    model = mlp()
-    model.compile("sgd", "mse", steps_per_execution=2)
-    run = fit_and_load(model, *data(), log_dir, update_freq=4)
-    # 4 steps in 2 calls: the first call covers step 0 and is labelled 1.
-    np.testing.assert_array_equal(run.steps, [1])
+def test_steps_per_execution_labels_and_measures_the_last_step_of_a_call(tmp_path):
+    x, y = data()
+    runs = []
+    for steps_per_execution, update_freq in ((2, 4), (1, 1)):
+        keras.utils.set_random_seed(3)
+        model = mlp()
+        model.compile(keras.optimizers.SGD(0.01), "mse", steps_per_execution=steps_per_execution)
+        runs.append(fit_and_load(model, x, y, str(tmp_path / str(steps_per_execution)), update_freq=update_freq))
+    call, single = runs
+    # 4 steps in 2 calls: the first call covers step 0; it measures and is
+    # labelled with its last step, 1.
+    np.testing.assert_array_equal(call.steps, [1])
+    row = list(single.steps).index(1)
+    for metric in ("activation_var", "gradient_var", "gradient_norm", "update_ratio"):
+        np.testing.assert_allclose(call.metric(metric)[0], single.metric(metric)[row], rtol=1e-4, err_msg=metric)

@@ -11,7 +11,7 @@ from gradwatch import statistics as st
 def layer_moments(x, unit_axes=None):
     """A whole tensor's moments, as the capture computes them: per-unit
     partials from one read, pooled over units."""
-    partials = st.unit_partials(st.as_units(tf.constant(x), unit_axes))
+    (partials,) = st.split_partials(st.unit_partials([st.as_units(tf.constant(x), unit_axes)]))
     return st.pooled(partials), partials
 
 
@@ -57,17 +57,26 @@ def test_pool_equals_the_statistics_of_the_union():
     np.testing.assert_allclose(float(pooled.mean), data.astype(np.float64).mean(), rtol=1e-6)
 
 
-def test_pool_partials_pools_moments_and_adds_counts():
+def test_pool_partials_pools_moments_adds_counts_and_keeps_peaks():
     rows = np.random.default_rng(3).normal(size=(40, 4)).astype(np.float32)
-    a = st.unit_partials(tf.constant(rows[:15]))
-    b = st.unit_partials(tf.constant(rows[15:]))
-    for p, r in ((a, rows[:15]), (b, rows[15:])):
-        p["active"] = st.unit_activity(tf.constant(r), 0.0)
+    rows[20, 1] = np.nan
+    a, b = st.split_partials(st.unit_partials([tf.constant(rows[:20]), tf.constant(rows[20:])]))
     both = st.pool_partials(st.stack_partials([a, b]))
-    whole = st.unit_partials(tf.constant(rows))
-    for key in ("count", "mean", "m2", "nonfinite"):
+    (whole,) = st.split_partials(st.unit_partials([tf.constant(rows)]))
+    for key in ("count", "mean", "m2", "nonfinite", "peak"):
         np.testing.assert_allclose(np.asarray(both[key]), np.asarray(whole[key]), rtol=1e-4, atol=1e-5)
-    np.testing.assert_array_equal(np.asarray(both["active"]), [40] * 4)
+    np.testing.assert_array_equal(np.asarray(both["nonfinite"]), [0, 1, 0, 0])
+    np.testing.assert_array_equal(np.asarray(both["peak"])[[0, 2, 3]], rows.max(axis=0)[[0, 2, 3]])
+    assert np.asarray(both["peak"])[1] == np.inf  # NaN is not at any floor
+
+
+def test_several_matrices_of_one_shape_are_reduced_each_on_its_own():
+    rng = np.random.default_rng(4)
+    matrices = [rng.normal(loc, 1.0 + loc, size=(33, 5)).astype(np.float32) for loc in range(3)]
+    for m, p in zip(matrices, st.split_partials(st.unit_partials([tf.constant(m) for m in matrices]))):
+        np.testing.assert_allclose(np.asarray(p["mean"]), m.mean(axis=0), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(np.asarray(p["m2"]) / 33, m.var(axis=0), rtol=1e-4)
+        np.testing.assert_array_equal(np.asarray(p["count"]), [33] * 5)
 
 
 @pytest.mark.parametrize(
@@ -90,12 +99,17 @@ def test_saturated_count_uses_the_derivative(name, values, expected):
     assert float(np.sum(st.saturated_count(rows, rule, 0.05))) == expected
 
 
-def test_unit_activity_counts_per_last_axis():
+def test_peaks_per_last_axis_tell_dead_units():
     y = np.zeros((4, 3, 5), np.float32)
     y[1, 2, 0] = 1.0
     y[:, :, 4] = 2.0
-    activity = np.asarray(st.unit_activity(st.as_units(tf.constant(y)), 0.0))
-    np.testing.assert_array_equal(activity, [1, 0, 0, 0, 12])
+    (p,) = st.split_partials(st.unit_partials([st.as_units(tf.constant(y))]))
+    np.testing.assert_array_equal(np.asarray(p["peak"]), [1, 0, 0, 0, 2])
+
+
+def test_squared_norms_of_tensors_of_several_shapes():
+    tensors = [tf.constant(np.full(shape, v, np.float32)) for shape, v in [((2, 3), 1.0), ((4,), 2.0), ((2, 3), 3.0)]]
+    np.testing.assert_allclose([float(n) for n in st.squared_norms(tensors)], [6.0, 16.0, 54.0])
 
 
 @pytest.mark.parametrize("axis", [-1, 1])
