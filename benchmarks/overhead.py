@@ -224,7 +224,7 @@ MODELS = {
             _mobilenet_v2,
             (32, 32, 3),
             32,
-            conditions=("plain", "every_1", "default", "tensorboard"),
+            conditions=("plain", "every_1", "every_4", "default", "tensorboard"),
         ),
         ModelSpec("relu_mlp_10", "ReLU MLP 10x64", _relu_mlp(10), (64,),
                   conditions=_SWEEP),

@@ -716,22 +716,22 @@ class Capture:
         block = tf.fill([len(self.taps), width], _NAN)
         if not entries:
             return block
-        columns = {k: [] for k in ("mean", "var", "skew", "moving_mean",
+        channels = {f: [] for f in st.MOMENT_FIELDS}
+        columns = {k: [] for k in ("moving_before", "var_before", "epsilon", "moving_mean",
                                    "moving_var", "gamma", "beta")}
         segments = []
         for n, (i, calls) in enumerate(entries):
             tap = self.taps[i]
             layer = tap.layer
-            channels = calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
-            before_mean, before_var = trace.calls[tap][0].moving_before
-            batch_mean, batch_var, skew = st.channel_statistics(
-                channels, before_mean, before_var, layer.epsilon
-            )
-            size = int(batch_mean.shape[0])
+            pooled = calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
+            for f in st.MOMENT_FIELDS:
+                channels[f].append(pooled[f])
+            size = int(pooled["count"].shape[0])
             segments += [n] * size
-            columns["mean"].append(batch_mean)
-            columns["var"].append(batch_var)
-            columns["skew"].append(skew)
+            before_mean, before_var = trace.calls[tap][0].moving_before
+            columns["moving_before"].append(tf.reshape(st.as_float32(before_mean), [-1]))
+            columns["var_before"].append(tf.reshape(st.as_float32(before_var), [-1]))
+            columns["epsilon"].append(tf.fill([size], float(layer.epsilon)))
             for name, variable in (("moving_mean", layer.moving_mean),
                                    ("moving_var", layer.moving_variance),
                                    ("gamma", getattr(layer, "gamma", None)),
@@ -740,11 +740,19 @@ class Capture:
                     tf.fill([size], _NAN) if variable is None
                     else tf.reshape(st.as_float32(variable.value), [-1])
                 )
+        # Every BatchNorm layer's channels at once: a few ops, not a few per
+        # layer.
+        flat = {k: tf.concat(v, 0) for k, v in columns.items()}
+        statistics = st.channel_statistics(
+            {f: tf.concat(v, 0) for f, v in channels.items()},
+            flat["moving_before"], flat["var_before"], flat["epsilon"],
+        )
+        values = [*statistics] + [flat[k] for k in ("moving_mean", "moving_var", "gamma", "beta")]
         sizes = tf.constant(np.bincount(segments), tf.float32)
         averages = tf.stack(
             [
-                tf.math.unsorted_segment_sum(tf.concat(v, 0), segments, len(entries)) / sizes
-                for v in columns.values()
+                tf.math.unsorted_segment_sum(v, segments, len(entries)) / sizes
+                for v in values
             ],
             1,
         )
@@ -818,8 +826,11 @@ class _Reduced:
         self._units = {}
         self.row = {}
         tables = []
-        for keys in by_units.values():
-            stacked = st.unit_partials([matrices[k] for k in keys], keys[0] in peaks, xla)
+        groups = list(by_units.values())
+        reduced = st.grouped_unit_partials(
+            [([matrices[k] for k in keys], keys[0] in peaks) for keys in groups], xla
+        )
+        for keys, stacked in zip(groups, reduced):
             whole = st.pool(*(stacked[f] for f in st.MOMENT_FIELDS), axis=1)
             tables.append(tf.stack([*whole, tf.reduce_sum(stacked["nonfinite"], 1)], 1))
             for g, key in enumerate(keys):
@@ -889,8 +900,21 @@ class _ModelCaptures:
     def join(self, member):
         if not self.members:
             self.keras_function = self._keras_train_function()
+            self._build_optimizer()
         self.members.append(member)
         self._switch()
+
+    def _build_optimizer(self):
+        """Builds the optimizer before the first trace. Keras builds it in
+        the traced step, and tf.function then traces the whole step a second
+        time to lift the new variables out: twice the tracing time, ours
+        included."""
+        model, optimizer = self.model, self.model.optimizer
+        variables = model.trainable_variables
+        if optimizer.built or not variables:
+            return
+        with model.distribute_strategy.scope():
+            optimizer.build(variables)
 
     def leave(self, member):
         if member in self.members:

@@ -2,15 +2,14 @@
 
 Two halves:
 
-- **On the device** (`unit_partials`, `pool`, `pooled`, ...): reductions of
-  one tensor inside the compiled train step, written with `keras.ops` so that
-  they serve every Keras backend. Each watched tensor is read once: viewed as
-  a `[rows, units]` matrix (units = the last axis: features or channels),
-  every per-unit sum GradWatch needs (count, shifted sums for the moments,
-  non-finite count, activity, saturation) is a reduction over the same rows,
-  which XLA fuses into one pass. Everything coarser (a layer's moments,
-  BatchNorm's channel averages, a shared layer's several calls, several
-  replicas) is pooled from those small per-unit vectors, exactly (Chan et
+- **On the device** (`unit_partials`, `pool`, `pool_partials`, ...):
+  reductions inside the compiled train step, written with `keras.ops` so
+  that they serve every Keras backend. Each watched tensor is viewed as a
+  `[rows, units]` matrix (units = the last axis: features or channels) and
+  reduced over its rows to a few per-unit vectors (count, shifted sums for
+  the moments, non-finite count, peak). Everything coarser (a layer's
+  moments, BatchNorm's channel averages, a shared layer's several calls,
+  several replicas) is pooled from those small vectors, exactly (Chan et
   al.'s parallel algorithm), never by reading the tensor again.
 - **On the host** (`finish`): NumPy arithmetic that turns the few numbers per
   layer the step returns into the metrics of
@@ -32,6 +31,13 @@ Moments.__doc__ = """Count, mean and sum of squared deviations from the mean
 (m2). Pooled exactly by `pool`."""
 
 MOMENT_FIELDS = ("count", "mean", "m2")
+
+
+# Matrices of at most STACK_BELOW elements (at STACK_ROWS_BELOW rows, a
+# guess at the batch when it is not known) are stacked with others of their
+# shape; larger ones are reduced each alone (a stack would copy them).
+STACK_BELOW = 1 << 18
+STACK_ROWS_BELOW = 64
 
 
 def sum_of_squares(x, axis=None, xla=False):
@@ -88,14 +94,8 @@ def as_units(x, unit_axes=None):
 
 
 def unit_partials(matrices, peaks=True, xla=False):
-    """Per-unit moments, non-finite counts and peaks of same-shaped matrices.
-
-    The sums are shifted by each unit's first value (the variance without a
-    naive sum of squares' cancellation), and the squares are summed by a fused
-    reduction: each matrix is read three times (its shifted copy, two sums)
-    and a unit's peak once more. One check of the sums covers every matrix:
-    only when one comes out non-finite are they read again, with the NaN and
-    Inf elements masked out and counted.
+    """Per-unit moments, non-finite counts and peaks of matrices with one
+    number of units (one group of `grouped_unit_partials`).
 
     Args:
         matrices: float32 `[rows, units]` tensors with one number of units
@@ -116,47 +116,106 @@ def unit_partials(matrices, peaks=True, xla=False):
     >>> [float(p[k][0, 0]) for k in ("count", "mean", "m2", "nonfinite")]
     [2.0, 2.0, 2.0, 1.0]
     """
-    def each(reduce, values):
-        return ops.stack([reduce(v) for v in values])  # [matrices, units]
+    return grouped_unit_partials([(matrices, peaks)], xla)[0]
 
-    def rows_of(matrix):
-        return as_float32(ops.shape(matrix)[0])
 
-    def peak_of(values):
-        if not peaks:
-            return each(lambda v: ops.zeros_like(v[0]), values)
-        return each(lambda v: ops.max(v, axis=0), values)
+def grouped_unit_partials(groups, xla=False):
+    """`unit_partials` of several groups of matrices, with one check for
+    non-finite values for all of them.
 
-    def all_finite():
-        shifts = [m[0] for m in matrices]
+    The sums are shifted by each unit's first value (the variance without a
+    naive sum of squares' cancellation), and the squares are summed by a fused
+    reduction: each matrix is read three times (its shifted copy, two sums)
+    and a unit's peak once more. Only when some sum comes out non-finite are
+    the matrices read again, with the NaN and Inf elements masked out and
+    counted. One check, so one `cond` in the traced step, however many
+    groups: each `cond` costs tracing time.
+
+    Args:
+        groups: `(matrices, peaks)` pairs, as `unit_partials` takes them.
+        xla: Whether this runs in an XLA-compiled function.
+
+    Returns:
+        One dict per group, as `unit_partials` returns.
+    """
+    fast = [_finite_sums(m, peaks, xla) for m, peaks in groups]
+    ok = ops.all(ops.stack([
+        ops.all(ops.logical_and(ops.isfinite(sums[2]), ops.isfinite(sums[3])))
+        for sums in fast
+    ]))
+    chosen = ops.cond(
+        ok, lambda: fast, lambda: [_masked_sums(m, peaks) for m, peaks in groups]
+    )
+    results = []
+    for (count, shift, total, squares, peak), (_, peaks), fast_sums in zip(chosen, groups, fast):
+        rows = fast_sums[0]  # Every element counted.
+        safe = ops.maximum(count, 1.0)
+        partials = {
+            "count": count,
+            "mean": shift + total / safe,
+            "m2": ops.maximum(squares - ops.square(total) / safe, 0.0),
+            "nonfinite": rows - count,
+        }
+        if peaks:
+            partials["peak"] = peak
+        results.append(partials)
+    return results
+
+
+def _finite_sums(matrices, peaks, xla):
+    """`(count, shift, total, squares, peak)`, `[matrices, units]` each,
+    valid when every element is finite.
+
+    Matrices of one static shape are stacked: one op per reduction for all
+    of them rather than one per matrix, since each op added to the traced
+    step costs tracing time on the first `fit` (the stack costs a copy, so
+    only small matrices are stacked).
+    """
+    by_shape = {}
+    for i, m in enumerate(matrices):
+        shape = tuple(m.shape)
+        small = shape[1] is not None and shape[1] * STACK_ROWS_BELOW <= STACK_BELOW
+        by_shape.setdefault(shape if small else i, []).append(i)
+    parts = []
+    for indices in by_shape.values():
+        x = ops.stack([matrices[i] for i in indices])  # [n, rows, units]
+        shift = x[:, :1, :]
         # Summed as is: a sum of the matrix would lose precision.
-        shifted = [m - s for m, s in zip(matrices, shifts)]
-        total = each(lambda d: ops.sum(d, axis=0), shifted)
-        squares = each(lambda d: sum_of_squares(d, axis=0, xla=xla), shifted)
-        count = each(lambda m: ops.full_like(m[0], 1.0) * rows_of(m), matrices)
-        return count, ops.stack(shifts), total, squares, peak_of(matrices)
+        shifted = x - shift
+        total = ops.sum(shifted, axis=1)
+        squares = sum_of_squares(shifted, axis=1, xla=xla)
+        peak = ops.max(x, axis=1) if peaks else ops.zeros_like(total)
+        count = ops.ones_like(total) * as_float32(ops.shape(x)[1])
+        parts.append((indices, (count, shift[:, 0, :], total, squares, peak)))
+    if len(parts) == 1:
+        return parts[0][1]
+    order = [i for indices, _ in parts for i in indices]
+    inverse = np.argsort(order)
+    return tuple(
+        ops.take(ops.concatenate([p[1][f] for p in parts], axis=0), inverse, axis=0)
+        for f in range(5)
+    )
 
-    def masking_nonfinite():
-        finite = [ops.isfinite(m) for m in matrices]
-        shifts = [ops.where(ops.isfinite(m[0]), m[0], 0.0) for m in matrices]
-        shifted = [ops.where(f, m - s, 0.0) for m, s, f in zip(matrices, shifts, finite)]
-        total = each(lambda d: ops.sum(d, axis=0), shifted)
-        squares = each(lambda d: ops.sum(ops.square(d), axis=0), shifted)
-        count = each(lambda f: ops.sum(as_float32(f), axis=0), finite)
-        peak = peak_of([ops.where(ops.isnan(m), np.inf, m) for m in matrices])
-        return count, ops.stack(shifts), total, squares, peak
 
-    fast = all_finite()
-    ok = ops.all(ops.logical_and(ops.isfinite(fast[2]), ops.isfinite(fast[3])))
-    count, shift, total, squares, peak = ops.cond(ok, lambda: fast, masking_nonfinite)
-    safe = ops.maximum(count, 1.0)
-    mean = shift + total / safe
-    m2 = ops.maximum(squares - ops.square(total) / safe, 0.0)
-    rows = each(lambda m: ops.full_like(m[0], 1.0) * rows_of(m), matrices)
-    partials = {"count": count, "mean": mean, "m2": m2, "nonfinite": rows - count}
+def _masked_sums(matrices, peaks):
+    """The same over finite elements only. Rare (a NaN or Inf somewhere):
+    one concatenation and segment sums, a few ops, not a few per matrix."""
+    x = ops.concatenate(matrices, axis=0)
+    sizes = ops.stack([ops.cast(ops.shape(m)[0], "int32") for m in matrices])
+    ids = ops.repeat(ops.arange(len(matrices), dtype="int32"), sizes)
+    first = ops.take(x, ops.cumsum(sizes) - sizes, axis=0)
+    shift = ops.where(ops.isfinite(first), first, 0.0)
+    finite = ops.isfinite(x)
+    shifted = ops.where(finite, x - ops.take(shift, ids, axis=0), 0.0)
+
+    def per_matrix(values, reduce=ops.segment_sum):
+        return reduce(values, ids, num_segments=len(matrices))
+
+    peak = ops.zeros_like(shift)
     if peaks:
-        partials["peak"] = peak
-    return partials
+        peak = per_matrix(ops.where(ops.isnan(x), np.inf, x), ops.segment_max)
+    count = per_matrix(as_float32(finite))
+    return count, shift, per_matrix(shifted), per_matrix(ops.square(shifted)), peak
 
 
 def split_partials(stacked):
@@ -274,7 +333,7 @@ def channel_statistics(channels, moving_mean_before, moving_var_before, epsilon)
             `m2` vectors).
         moving_mean_before: The moving mean the step started from.
         moving_var_before: The moving variance the step started from.
-        epsilon: The layer's epsilon.
+        epsilon: The layer's epsilon (a number, or one per channel).
 
     Returns:
         `(batch_mean, batch_var, skew)` float32 vectors (NaN for a channel

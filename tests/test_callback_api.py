@@ -154,6 +154,17 @@ def test_fitting_again_with_the_same_gradwatch_does_not_trace_again(log_dir):
         assert "call" not in vars(layer)
 
 
+def test_the_first_fit_traces_the_train_step_once(log_dir):
+    # Keras builds Adam's slots inside the traced step, and tf.function then
+    # traces it all again; GradWatch builds the optimizer first.
+    model = small_model()
+    model.compile("adam", "mse")
+    start = hooks.Capture.traces
+    run = fit_and_load(model, *data(), log_dir, batch_size=16, update_freq=1)
+    assert hooks.Capture.traces - start == 1
+    np.testing.assert_array_equal(run.steps, [0, 1, 2, 3])
+
+
 def test_a_new_gradwatch_on_the_same_layers_traces_nothing(tmp_path):
     # A notebook cell run again: a new callback on an already trained model.
     model = small_model()
