@@ -164,6 +164,7 @@ class GradWatch(keras.callbacks.Callback):
         # else: the same model and optimizer as the last fit, whose traced
         # instrumented step is reused.
         ordered = self._instrumentation.selection
+        self._instrumentation.on_recorded = self._write_recorded
         self._instrumentation.attach()
         # A subclassed model's layers are built by its first step: audit them
         # then, on the weights that step started from as nearly as we can.
@@ -203,21 +204,20 @@ class GradWatch(keras.callbacks.Callback):
         if not self._attached():
             return
         first = self._next_step
-        last = first + self._steps_per_call() - 1
-        # Record when this call covers a multiple of update_freq.
-        record = last // self.update_freq * self.update_freq >= first
-        self._recording_step = first if record else None
+        steps = self._steps_per_call()
+        self._next_step += steps
+        # Record when this call covers a multiple of update_freq; the call
+        # measures its last step, and is labelled so.
+        record = (first + steps - 1) // self.update_freq * self.update_freq >= first
+        self._recording_step = first + steps - 1 if record else None
         self._instrumentation.step(first, record)
 
-    def on_train_batch_end(self, batch, logs=None):
-        if not self._attached():
-            return
-        steps = self._steps_per_call()
+    def _write_recorded(self):
+        # Called by the model's train function right after a recorded call
+        # (no on_train_batch_end: see hooks._ModelCaptures._run).
         if self._recording_step is not None:
-            # The measuring step is the call's last: label it so.
-            self._write(self._recording_step + steps - 1)
+            self._write(self._recording_step)
             self._recording_step = None
-        self._next_step += steps
 
     def on_train_end(self, logs=None):
         if self._instrumentation is not None:
