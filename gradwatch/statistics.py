@@ -108,7 +108,6 @@ def unit_partials(matrices, peaks=True, xla=False):
         A dict of `[matrices, units]` tensors: `count`, `mean`, `m2` (see
         `Moments`, over finite elements), `nonfinite`, and `peak` (the
         largest element, NaN counting as +Inf; only with `peaks`).
-        `split_partials` gives one dict per matrix.
 
     Example:
 
@@ -218,13 +217,6 @@ def _masked_sums(matrices, peaks):
     return count, shift, per_matrix(shifted), per_matrix(ops.square(shifted)), peak
 
 
-def split_partials(stacked):
-    """`[matrices, units]` partials -> one dict of `[units]` per matrix."""
-    fields = list(stacked)
-    columns = [ops.unstack(stacked[f], axis=0) for f in fields]
-    return [dict(zip(fields, values)) for values in zip(*columns)]
-
-
 def saturated_count(rows, is_saturated, threshold):
     """Per-unit count of finite elements in the nonlinearity's flat region.
 
@@ -305,11 +297,6 @@ def pool_rows(rows):
     """
     moments = pool(rows[..., 0], rows[..., 1], rows[..., 2], axis=-1)
     return ops.stack([*moments, ops.sum(rows[..., 3], axis=-1)], axis=-1)
-
-
-def pooled(partials):
-    """A layer's `Moments` from its per-unit partials (pooled over units)."""
-    return pool(*(partials[k] for k in MOMENT_FIELDS))
 
 
 def squared_norms(tensors, xla=False):

@@ -8,11 +8,17 @@ from gradwatch import activations
 from gradwatch import statistics as st
 
 
+def split(stacked):
+    """`unit_partials`' `[matrices, units]` tensors -> one dict per matrix."""
+    count = stacked["count"].shape[0]
+    return [{k: v[i] for k, v in stacked.items()} for i in range(count)]
+
+
 def layer_moments(x, unit_axes=None):
     """A whole tensor's moments, as the capture computes them: per-unit
     partials from one read, pooled over units."""
-    (partials,) = st.split_partials(st.unit_partials([st.as_units(tf.constant(x), unit_axes)]))
-    return st.pooled(partials), partials
+    (partials,) = split(st.unit_partials([st.as_units(tf.constant(x), unit_axes)]))
+    return st.pool(*(partials[k] for k in st.MOMENT_FIELDS)), partials
 
 
 def variance(m):
@@ -60,9 +66,9 @@ def test_pool_equals_the_statistics_of_the_union():
 def test_pool_partials_pools_moments_adds_counts_and_keeps_peaks():
     rows = np.random.default_rng(3).normal(size=(40, 4)).astype(np.float32)
     rows[20, 1] = np.nan
-    a, b = st.split_partials(st.unit_partials([tf.constant(rows[:20]), tf.constant(rows[20:])]))
+    a, b = split(st.unit_partials([tf.constant(rows[:20]), tf.constant(rows[20:])]))
     both = st.pool_partials(st.stack_partials([a, b]))
-    (whole,) = st.split_partials(st.unit_partials([tf.constant(rows)]))
+    (whole,) = split(st.unit_partials([tf.constant(rows)]))
     for key in ("count", "mean", "m2", "nonfinite", "peak"):
         np.testing.assert_allclose(np.asarray(both[key]), np.asarray(whole[key]), rtol=1e-4, atol=1e-5)
     np.testing.assert_array_equal(np.asarray(both["nonfinite"]), [0, 1, 0, 0])
@@ -73,7 +79,7 @@ def test_pool_partials_pools_moments_adds_counts_and_keeps_peaks():
 def test_several_matrices_of_one_shape_are_reduced_each_on_its_own():
     rng = np.random.default_rng(4)
     matrices = [rng.normal(loc, 1.0 + loc, size=(33, 5)).astype(np.float32) for loc in range(3)]
-    for m, p in zip(matrices, st.split_partials(st.unit_partials([tf.constant(m) for m in matrices]))):
+    for m, p in zip(matrices, split(st.unit_partials([tf.constant(m) for m in matrices]))):
         np.testing.assert_allclose(np.asarray(p["mean"]), m.mean(axis=0), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(np.asarray(p["m2"]) / 33, m.var(axis=0), rtol=1e-4)
         np.testing.assert_array_equal(np.asarray(p["count"]), [33] * 5)
@@ -103,7 +109,7 @@ def test_peaks_per_last_axis_tell_dead_units():
     y = np.zeros((4, 3, 5), np.float32)
     y[1, 2, 0] = 1.0
     y[:, :, 4] = 2.0
-    (p,) = st.split_partials(st.unit_partials([st.as_units(tf.constant(y))]))
+    (p,) = split(st.unit_partials([st.as_units(tf.constant(y))]))
     np.testing.assert_array_equal(np.asarray(p["peak"]), [1, 0, 0, 0, 2])
 
 
