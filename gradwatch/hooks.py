@@ -690,13 +690,13 @@ class Capture:
             axis=1,
         ) if measured else tf.zeros([0, 3])
         index = {id(k): n for n, k in enumerate(measured)}
-        owner, complete = [], []
+        complete, owner, ordered = [], [], []  # (tap, kernel row) pairs
         for i, tap in enumerate(self.taps):
             mine = [index.get(id(k)) for k in tap.kernels]
             complete.append(bool(mine) and None not in mine)
-            owner += [i for n in mine if n is not None] if complete[-1] else []
-        ordered = [n for i, tap in enumerate(self.taps) if complete[i]
-                   for n in (index[id(k)] for k in tap.kernels)]
+            if complete[-1]:
+                owner += [i] * len(mine)
+                ordered += mine
         sums = tf.math.unsorted_segment_sum(
             tf.gather(norms, ordered), owner, num_segments=len(self.taps)
         ) if ordered else tf.zeros([len(self.taps), 3])
@@ -721,7 +721,7 @@ class Capture:
         for n, (i, calls) in enumerate(entries):
             tap = self.taps[i]
             layer = tap.layer
-            pooled = calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
+            pooled = _pool_calls(calls)
             for f in st.MOMENT_FIELDS:
                 channels[f].append(pooled[f])
             size = int(pooled["count"].shape[0])
@@ -778,10 +778,7 @@ class Capture:
             if calls is None or int(calls[0]["peak"].shape[0]) != size:
                 activity.append(tf.zeros([size]))
                 continue
-            peak = calls[0]["peak"] if len(calls) == 1 else tf.reduce_max(
-                tf.stack([c["peak"] for c in calls]), 0
-            )
-            activity.append(st.as_float32(peak > tap.floor))
+            activity.append(st.as_float32(_pool_calls(calls)["peak"] > tap.floor))
         return activity
 
     # -- reading (on the host, after a recorded step) ------------------------
@@ -840,6 +837,11 @@ class _Reduced:
         """Per-unit vectors of one matrix."""
         stacked, g = self._units[key]
         return {f: stacked[f][g] for f in fields}
+
+
+def _pool_calls(calls):
+    """One layer's per-unit partials, its several calls (shared) pooled."""
+    return calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
 
 
 def _axes(layer):
