@@ -31,6 +31,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from . import keras_internals as internals
 from . import statistics as st
 
 # The order of rows in a member's `read()`; see tensorboard_plugin/metadata.py.
@@ -163,8 +164,7 @@ class _MethodHook:
             return dispatch(original, active, args, kwargs)
 
         method_with_taps._gradwatch_hook = self
-        # Bypass Layer.__setattr__: this is not state to track or save.
-        object.__setattr__(target, method, method_with_taps)
+        internals.replace_method(target, method, method_with_taps)
 
     @classmethod
     def add(cls, target, method, tap, dispatch):
@@ -181,10 +181,8 @@ class _MethodHook:
             return
         hook.taps.remove(tap)
         if not hook.taps:
-            if hook.saved is cls._ABSENT:
-                object.__delattr__(target, method)
-            else:
-                object.__setattr__(target, method, hook.saved)
+            saved = None if hook.saved is cls._ABSENT else hook.saved
+            internals.restore_method(target, method, saved)
 
 
 def _call_with_taps(original, taps, args, kwargs):
@@ -216,9 +214,21 @@ class _Trace:
         self.calls = {}  # tap -> [_Call]
         self.aliases = {}  # ref of a tap's output -> the layer's own output
         self.elsewhere = set()  # taps called in another graph
-        self.kernel_gradients = {}  # id(variable) -> gradient (this replica)
-        self.loss_scale = None
-        self.gradients_finite = None
+        # id(variable) -> _KernelGradient (this replica's)
+        self.kernel_gradients = {}
+        self.loss_scale = None  # The first loss-scaling optimizer's scale.
+        self.applied = []  # Optimizers applied, in order.
+
+
+class _KernelGradient:
+    """A watched kernel's gradient as its optimizer received it: scaled by
+    `scale` (a loss-scaling optimizer's, else None), and applied only if
+    `finite` (None: always)."""
+
+    def __init__(self, gradient, scale, finite):
+        self.gradient = gradient
+        self.scale = scale
+        self.finite = finite
 
 
 class LayerTap:
@@ -313,9 +323,10 @@ class LayerTap:
 class OptimizerTap:
     """Hands the watched kernels' gradients to the capture.
 
-    Hooks the model's optimizer's `apply` (the outer one under a
-    `LossScaleOptimizer`, which gets the scaled gradients: the capture divides
-    the scale out).
+    Hooks one optimizer's `apply`. Every optimizer the model holds is tapped
+    (a GAN's two), so a kernel is measured whichever applies its gradient.
+    Under a `LossScaleOptimizer` the outer one is tapped: it gets the scaled
+    gradients, and the capture divides the scale out.
     """
 
     def __init__(self, capture, optimizer):
@@ -334,20 +345,24 @@ class OptimizerTap:
 
     def before_apply(self, grads, trainable_variables):
         trace = self.capture.tracing
+        if tf.compat.v1.get_default_graph() is not trace.graph:
+            return  # Applied inside a loop or condition: not usable after it.
+        trace.applied.append(self.optimizer)
+        scale = internals.loss_scale(self.optimizer)
+        finite = None
+        if scale is not None:
+            # The scale the gradients carry, before `apply` changes it; the
+            # loss scaler skips the update when any gradient is not finite.
+            scale = tf.identity(st.as_float32(scale))
+            finite = tf.reduce_all(
+                [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
+            )
+            if trace.loss_scale is None:
+                trace.loss_scale = scale
         watched = self.capture.kernel_ids
         for grad, variable in zip(grads, trainable_variables):
             if grad is not None and id(variable) in watched:
-                trace.kernel_gradients[id(variable)] = grad
-        optimizer = self.optimizer
-        if getattr(optimizer, "inner_optimizer", None) is not None:
-            # The scale the gradients carry, before `apply` changes it; the
-            # loss scaler skips the update when any gradient is not finite.
-            # As Keras' own `scale_loss`: the variable exists once built.
-            scale = optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
-            trace.loss_scale = tf.identity(st.as_float32(scale))
-            trace.gradients_finite = tf.reduce_all(
-                [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-            )
+                trace.kernel_gradients[id(variable)] = _KernelGradient(grad, scale, finite)
 
 
 def _apply_with_taps(original, taps, args, kwargs):
@@ -384,7 +399,11 @@ class Capture:
         self.thresholds = tuple(thresholds)
         self.replicas = Replicas(model.distribute_strategy)
         self.taps = [LayerTap(self, layer, nl) for layer, nl in watched]
-        self.optimizer_tap = OptimizerTap(self, model.optimizer)
+        self.optimizer_taps = [OptimizerTap(self, o) for o in internals.optimizers_of(model)]
+        # The optimizer whose iterations number the steps: the first to
+        # apply in the traced step (`model.optimizer`, unless the model
+        # trains with optimizers of its own).
+        self.stepping_optimizer = model.optimizer
         self.tracing = None  # The `_Trace` under way.
         self.order = []  # Taps in forward order, as first traced.
         self.unwatchable_reasons = {}  # tap -> reason
@@ -472,14 +491,12 @@ class Capture:
         )
 
     def install(self):
-        for tap in self.taps:
+        for tap in self.taps + self.optimizer_taps:
             tap.install()
-        self.optimizer_tap.install()
 
     def uninstall(self):
-        for tap in self.taps:
+        for tap in self.taps + self.optimizer_taps:
             tap.uninstall()
-        self.optimizer_tap.uninstall()
         self.set_recording(False)
 
     def seen(self, tap):
@@ -514,6 +531,8 @@ class Capture:
                 self.tracing = None
             for tap in trace.elsewhere - set(trace.calls):
                 self.unwatchable(tap, "it is only called inside a loop or condition")
+            if trace.applied:
+                self.stepping_optimizer = trace.applied[0]
             # Layers built by this very trace (a subclassed model's) are known
             # only now; tf.function traces again to lift the new variables.
             self._make_state(None if self._output is not None else self._sizes_seen(trace))
@@ -522,16 +541,7 @@ class Capture:
             )
             return logs
 
-        # Keras binds `train_step` when it makes the function: ours gets the
-        # wrapper, the model keeps its own.
-        object.__setattr__(model, "train_step", train_step)
-        saved = model.train_function
-        try:
-            model.make_train_function(force=True)
-            return model.train_function
-        finally:
-            object.__delattr__(model, "train_step")
-            model.train_function = saved
+        return internals.make_train_function(model, train_step)
 
     def _sizes_seen(self, trace):
         # A subclassed model's layers have no symbolic output: the traced
@@ -630,7 +640,7 @@ class Capture:
         grad = tf.stack(
             [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
         )
-        kernel_block = self._kernel_block(trace, kernels, shadows, scale)
+        kernel_block = self._kernel_block(trace, kernels, shadows)
         bn_block = self._batch_norm_block(trace, unit_needs)
         sat_block = self._saturated_block(saturated)
         fields = tf.concat(
@@ -672,16 +682,19 @@ class Capture:
             offset += len(counts)
         return table, pooled_needs, pooled_saturated
 
-    def _kernel_block(self, trace, kernels, shadows, scale):
+    def _kernel_block(self, trace, kernels, shadows):
         """`[taps, 4]`: whether measured, then the squared norms of the
         kernels' gradients, updates and values before the update."""
         measured = [k for k in kernels if id(k) in trace.kernel_gradients]
-        gradients = self.replicas.sum([trace.kernel_gradients[id(k)] for k in measured])
+        received = [trace.kernel_gradients[id(k)] for k in measured]
+        gradients = self.replicas.sum([r.gradient for r in received])
+        # Each kernel's gradient carries its own optimizer's loss scale.
+        scales = tf.stack([1.0 if r.scale is None else r.scale for r in received]) if measured else None
         shadow_of = {id(k): s for k, s in zip(kernels, shadows)}
         before = [tf.convert_to_tensor(shadow_of[id(k)]) for k in measured]
         norms = tf.stack(
             [
-                tf.stack(st.squared_norms(gradients, self.xla)) / (scale * scale),
+                tf.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
                 tf.stack(
                     st.squared_norms([k.value - b for k, b in zip(measured, before)], self.xla)
                 ),
@@ -689,6 +702,11 @@ class Capture:
             ],
             axis=1,
         ) if measured else tf.zeros([0, 3])
+        # A step the loss scaler skipped updated nothing: unmeasured.
+        applied = [
+            tf.constant(1.0) if r.finite is None else st.as_float32(r.finite)
+            for r in received
+        ]
         index = {id(k): n for n, k in enumerate(measured)}
         complete, owner, ordered = [], [], []  # (tap, kernel row) pairs
         for i, tap in enumerate(self.taps):
@@ -700,10 +718,11 @@ class Capture:
         sums = tf.math.unsorted_segment_sum(
             tf.gather(norms, ordered), owner, num_segments=len(self.taps)
         ) if ordered else tf.zeros([len(self.taps), 3])
-        flag = tf.constant([1.0 if c else 0.0 for c in complete])
-        if trace.gradients_finite is not None:
-            # A step the loss scaler skipped updated nothing: unmeasured.
-            flag = flag * st.as_float32(trace.gradients_finite)
+        # Measured: every kernel of the layer got a gradient that was applied.
+        flag = tf.math.unsorted_segment_min(
+            tf.gather(tf.stack(applied), ordered), owner, num_segments=len(self.taps)
+        ) if ordered else tf.zeros([len(self.taps)])
+        flag = tf.where(tf.constant(complete), flag, 0.0)
         return tf.concat([flag[:, None], sums], axis=1)
 
     def _batch_norm_block(self, trace, unit_needs):
@@ -891,9 +910,7 @@ class _ModelCaptures:
         self.runner = self._run
 
     def _keras_train_function(self):
-        function = self.model.train_function
-        if function is None:
-            function = self.model.make_train_function() or self.model.train_function
+        function = internals.train_function(self.model)
         if function is self.runner:
             return self.keras_function  # Ours, left by an interrupted fit.
         return function
@@ -901,25 +918,13 @@ class _ModelCaptures:
     def join(self, member):
         if not self.members:
             self.keras_function = self._keras_train_function()
-            self._build_optimizer()
+            internals.build_optimizer(self.model)
         # A fit is starting: a recording planned by one that was interrupted
         # before its step ran is not to be written.
         for plan in self._plans.values():
             plan[1] = False
         self.members.append(member)
         self._switch()
-
-    def _build_optimizer(self):
-        """Builds the optimizer before the first trace. Keras builds it in
-        the traced step, and tf.function then traces the whole step a second
-        time to lift the new variables out: twice the tracing time, ours
-        included."""
-        model, optimizer = self.model, self.model.optimizer
-        variables = model.trainable_variables
-        if optimizer.built or not variables:
-            return
-        with model.distribute_strategy.scope():
-            optimizer.build(variables)
 
     def leave(self, member):
         if member in self.members:
@@ -931,7 +936,7 @@ class _ModelCaptures:
         if self.current is not None:
             self.current.uninstall()
             self.current = None
-        self.model.train_function = self.keras_function
+        internals.set_train_function(self.model, self.keras_function)
 
     def _switch(self):
         layers, seen = [], set()
@@ -958,7 +963,7 @@ class _ModelCaptures:
             capture.install()
             self.current = capture
         capture.on_unwatchable = self._unwatchable
-        self.model.train_function = self.runner
+        internals.set_train_function(self.model, self.runner)
 
     def _unwatchable(self, tap, reason):
         for member in self.members:
@@ -971,6 +976,12 @@ class _ModelCaptures:
             any(s == step and r for s, r in self._plans.values())
         )
 
+    def step(self):
+        """The number of steps the stepping optimizer has applied (a host
+        sync)."""
+        optimizer = self.current.stepping_optimizer if self.current else self.model.optimizer
+        return internals.iterations(optimizer)
+
     def _run(self, iterator):
         """The model's train function while GradWatch is attached: the
         capture's, then each GradWatch that recorded this call writes.
@@ -981,10 +992,14 @@ class _ModelCaptures:
         still written before any other callback can interrupt `fit`.
         """
         outputs = self.current.current_function(iterator)
-        for member, plan in list(self._plans.items()):
-            if plan[1]:
-                plan[1] = False  # Written once.
-                member.recorded()
+        recorders = [m for m, plan in self._plans.items() if plan[1]]
+        if recorders:
+            # The call measured its last step: the optimizer's count says
+            # which (a call may run fewer steps than `steps_per_execution`).
+            applied = self.step()
+            for member in recorders:
+                self._plans[member][1] = False  # Written once.
+                member.recorded(applied - 1)
         return outputs
 
 
@@ -1019,9 +1034,10 @@ class Instrumentation:
         # records (see `_ModelCaptures._run`).
         self.on_recorded = None
 
-    def recorded(self):
+    def recorded(self, last_step):
+        """The call just run recorded; its last step was `last_step`."""
         if self.on_recorded is not None:
-            self.on_recorded()
+            self.on_recorded(last_step)
 
     def mark_unwatchable(self, layer, reason):
         path = self.paths.get(id(layer))
@@ -1033,12 +1049,16 @@ class Instrumentation:
                 stacklevel=2,
             )
 
-    def _optimizer_step(self):
-        return int(self.model.optimizer.iterations.numpy())
+    def applied_steps(self):
+        """How many steps the model's optimizer has applied (a host sync):
+        the number of the next step."""
+        if self._captures is not None:
+            return self._captures.step()
+        return internals.iterations(self.model.optimizer)
 
     def attach(self):
         """Joins the model's capture; other GradWatch on the model stay."""
-        step = self._optimizer_step()
+        step = internals.iterations(self.model.optimizer)
         # Every GradWatch of one `fit` attaches before its first step: one
         # that attached at an earlier step belongs to an earlier fit that
         # was interrupted before it could detach.
