@@ -30,32 +30,13 @@ import weakref
 import keras
 import numpy as np
 import tensorflow as tf
+from gradwatch_tensorboard import metadata
 
 from . import keras_internals as internals
 from . import statistics as st
 
-# The order of rows in a member's `read()`; see tensorboard_plugin/metadata.py.
-SNAPSHOT_METRICS = (
-    "activation_mean",
-    "activation_var",
-    "activation_gain",
-    "gradient_var",
-    "gradient_norm",
-    "update_ratio",
-    "saturation_fraction",
-    "dead_units",
-    "dead_fraction",
-    "dead_units_window",
-    "bn_batch_mean",
-    "bn_batch_var",
-    "bn_moving_mean",
-    "bn_moving_var",
-    "bn_gamma",
-    "bn_beta",
-    "bn_skew",
-    "activation_nonfinite",
-    "gradient_nonfinite",
-)
+# The order of rows in a member's `read()`: the metrics' one list.
+SNAPSHOT_METRICS = metadata.METRIC_NAMES
 
 _NAN = float("nan")
 
