@@ -198,7 +198,6 @@ class _Trace:
         # id(variable) -> _KernelGradient (this replica's)
         self.kernel_gradients = {}
         self.loss_scale = None  # The first loss-scaling optimizer's scale.
-        self.applied = []  # Optimizers applied, in order.
 
 
 class _KernelGradient:
@@ -328,7 +327,6 @@ class OptimizerTap:
         trace = self.capture.tracing
         if tf.compat.v1.get_default_graph() is not trace.graph:
             return  # Applied inside a loop or condition: not usable after it.
-        trace.applied.append(self.optimizer)
         scale = internals.loss_scale(self.optimizer)
         finite = None
         if scale is not None:
@@ -381,10 +379,6 @@ class Capture:
         self.replicas = Replicas(model.distribute_strategy)
         self.taps = [LayerTap(self, layer, nl) for layer, nl in watched]
         self.optimizer_taps = [OptimizerTap(self, o) for o in internals.optimizers_of(model)]
-        # The optimizer whose iterations number the steps: the first to
-        # apply in the traced step (`model.optimizer`, unless the model
-        # trains with optimizers of its own).
-        self.stepping_optimizer = model.optimizer
         self.tracing = None  # The `_Trace` under way.
         self.order = []  # Taps in forward order, as first traced.
         self.unwatchable_reasons = {}  # tap -> reason
@@ -512,8 +506,6 @@ class Capture:
                 self.tracing = None
             for tap in trace.elsewhere - set(trace.calls):
                 self.unwatchable(tap, "it is only called inside a loop or condition")
-            if trace.applied:
-                self.stepping_optimizer = trace.applied[0]
             # Layers built by this very trace (a subclassed model's) are known
             # only now; tf.function traces again to lift the new variables.
             self._make_state(None if self._output is not None else self._sizes_seen(trace))
@@ -957,12 +949,6 @@ class _ModelCaptures:
             any(s == step and r for s, r in self._plans.values())
         )
 
-    def step(self):
-        """The number of steps the stepping optimizer has applied (a host
-        sync)."""
-        optimizer = self.current.stepping_optimizer if self.current else self.model.optimizer
-        return internals.iterations(optimizer)
-
     def _run(self, iterator):
         """The model's train function while GradWatch is attached: the
         capture's, then each GradWatch that recorded this call writes.
@@ -977,7 +963,7 @@ class _ModelCaptures:
         if recorders:
             # The call measured its last step: the optimizer's count says
             # which (a call may run fewer steps than `steps_per_execution`).
-            applied = self.step()
+            applied = internals.steps_applied(self.model)
             for member in recorders:
                 self._plans[member][1] = False  # Written once.
                 member.recorded(applied - 1)
@@ -1031,15 +1017,13 @@ class Instrumentation:
             )
 
     def applied_steps(self):
-        """How many steps the model's optimizer has applied (a host sync):
+        """How many steps the model's optimizers have applied (a host sync):
         the number of the next step."""
-        if self._captures is not None:
-            return self._captures.step()
-        return internals.iterations(self.model.optimizer)
+        return internals.steps_applied(self.model)
 
     def attach(self):
         """Joins the model's capture; other GradWatch on the model stay."""
-        step = internals.iterations(self.model.optimizer)
+        step = self.applied_steps()
         # Every GradWatch of one `fit` attaches before its first step: one
         # that attached at an earlier step belongs to an earlier fit that
         # was interrupted before it could detach.

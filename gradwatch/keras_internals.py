@@ -126,6 +126,13 @@ def loss_scale(optimizer):
     return optimizer.dynamic_scale if optimizer.built else optimizer.initial_scale
 
 
+def steps_applied(model):
+    """How many steps the model's optimizers have applied (a host sync): the
+    most any of them has, so that a model training with optimizers of its
+    own (a GAN's two, which both step every step) is counted too."""
+    return max(iterations(o) for o in optimizers_of(model))
+
+
 def iterations(optimizer):
     """How many steps `optimizer` has applied (a host sync).
 

@@ -230,8 +230,12 @@ def test_two_optimizers_on_two_parts_of_one_model(log_dir):
         gradient_norm, update_ratio = _expected_kernel_metrics(layers[name], before[name], rate)
         np.testing.assert_allclose(column(recording, "gradient_norm", name), gradient_norm, rtol=1e-4, err_msg=name)
         np.testing.assert_allclose(column(recording, "update_ratio", name), update_ratio, rtol=1e-4, err_msg=name)
-    # Steps are numbered by the optimizer that applies first.
+    # Steps are counted by the model's own optimizers (model.optimizer,
+    # compiled by default, never steps): a second fit continues.
     np.testing.assert_array_equal(recording.steps, [0])
+    callback = gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)
+    model.fit(data, epochs=1, steps_per_epoch=2, verbose=0, callbacks=[callback])
+    np.testing.assert_array_equal(gradwatch.load(log_dir).steps, [0, 1, 2])
 
 
 def test_a_layer_called_on_two_batch_sizes_pools_both_calls(log_dir):
