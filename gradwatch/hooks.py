@@ -10,8 +10,9 @@ own train step, wrapped. As it is traced,
   (and the loss scale, under mixed precision);
 - after Keras' step, one `cond` on a recording flag measures everything kept
   (`gradwatch.statistics`) and stores the few numbers per layer in one
-  variable, which the host reads with one call. A recorded step also starts
-  with a copy of the watched kernels, for the update ratio.
+  variable, which the host reads with one call. A recorded step also reads
+  the watched kernels as it starts, for the update ratio (the optimizer's
+  update then copies them: no copy is kept between steps).
 
 So there is one trace and one compilation, as without GradWatch. Unrecorded
 steps run the same compiled function with the flag off: they pay for the
@@ -386,7 +387,6 @@ class Capture:
         with tf.init_scope():  # Set by the host between steps.
             self._flag = tf.Variable(False, trainable=False) if self.gated else None
         self._flag_value = False
-        self._shadows = {}  # id(kernel) -> its copy at the step's start
         self._output = None
         self._layout = None
         self._last_read = None
@@ -411,13 +411,8 @@ class Capture:
         return sizes
 
     def _make_state(self, sizes=None):
-        """Makes the output and the kernels' copies, now if their sizes are
-        known: a variable made while tracing makes tf.function trace again."""
-        for kernel in (k for tap in self.taps for k in tap.kernels):
-            if id(kernel) not in self._shadows:
-                self._shadows[id(kernel)] = self.replicas.variable(
-                    kernel.shape, kernel.dtype
-                )
+        """Makes the output, now if its size is known: a variable made while
+        tracing makes tf.function trace again."""
         sizes = sizes if sizes is not None else self._known_sizes()
         if sizes is not None and self._output is None:
             self._layout = sizes
@@ -495,10 +490,7 @@ class Capture:
             type(self).traces += 1
             self._make_state()
             kernels = [k for tap in self.taps for k in tap.kernels]
-            shadows = [self._shadows[id(k)] for k in kernels]
-            self._when_recording(
-                lambda: [s.assign(k) for s, k in zip(shadows, kernels)]
-            )
+            before = self._values_before(kernels)
             self.tracing = trace = _Trace()
             try:
                 logs = keras_train_step(data)
@@ -510,11 +502,30 @@ class Capture:
             # only now; tf.function traces again to lift the new variables.
             self._make_state(None if self._output is not None else self._sizes_seen(trace))
             self._when_recording(
-                lambda: [self._output.assign(self._measure(trace, kernels, shadows))]
+                lambda: [self._output.assign(self._measure(trace, kernels, before))]
             )
             return logs
 
         return internals.make_train_function(model, train_step)
+
+    def _values_before(self, kernels):
+        """The kernels as the step starts, for the update ratio: reads, not
+        copies. While a read is alive, TensorFlow's update of the variable
+        copies it first (copy-on-write), so a recorded step pays one copy,
+        kept only until the step ends, and nothing is kept between steps.
+        On unrecorded steps the read is not made (an empty stand-in), so
+        the update stays in place. XLA updates into a new buffer anyway."""
+        if not kernels:
+            return []
+
+        def reads():
+            return [tf.identity(k.value) for k in kernels]
+
+        if not self.gated or self.xla:
+            return reads()
+        empty = [tf.zeros([0], k.dtype) for k in kernels]
+        # Of unknown shape outside the recording branch: reshaped in it.
+        return tf.cond(self._flag, reads, lambda: empty)
 
     def _sizes_seen(self, trace):
         # A subclassed model's layers have no symbolic output: the traced
@@ -531,7 +542,7 @@ class Capture:
 
     # -- measuring (inside the recording `cond`) ----------------------------
 
-    def _measure(self, trace, kernels, shadows):
+    def _measure(self, trace, kernels, before):
         """Every watched layer's fields and activity, as one float32 vector.
 
         Vectorised over layers: a handful of ops per shape of tensor, not per
@@ -613,7 +624,7 @@ class Capture:
         grad = tf.stack(
             [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
         )
-        kernel_block = self._kernel_block(trace, kernels, shadows)
+        kernel_block = self._kernel_block(trace, kernels, before)
         bn_block = self._batch_norm_block(trace, unit_needs)
         sat_block = self._saturated_block(saturated)
         fields = tf.concat(
@@ -655,7 +666,7 @@ class Capture:
             offset += len(counts)
         return table, pooled_needs, pooled_saturated
 
-    def _kernel_block(self, trace, kernels, shadows):
+    def _kernel_block(self, trace, kernels, values_before):
         """`[taps, 4]`: whether measured, then the squared norms of the
         kernels' gradients, updates and values before the update."""
         measured = [k for k in kernels if id(k) in trace.kernel_gradients]
@@ -663,8 +674,8 @@ class Capture:
         gradients = self.replicas.sum([r.gradient for r in received])
         # Each kernel's gradient carries its own optimizer's loss scale.
         scales = tf.stack([1.0 if r.scale is None else r.scale for r in received]) if measured else None
-        shadow_of = {id(k): s for k, s in zip(kernels, shadows)}
-        before = [tf.convert_to_tensor(shadow_of[id(k)]) for k in measured]
+        before_of = {id(k): b for k, b in zip(kernels, values_before)}
+        before = [tf.reshape(before_of[id(k)], k.shape) for k in measured]
         norms = tf.stack(
             [
                 tf.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
