@@ -1,9 +1,9 @@
-"""`python -m demo`: train the gallery of training pathologies, then open
-TensorBoard on it.
+"""`python -m demo`: open TensorBoard, then train the gallery of training
+pathologies into it, so that the GradWatch tab fills in as the runs train.
 
 Usage (from the repository root):
 
-    python -m demo                      # full gallery into runs/gallery, then TensorBoard
+    python -m demo                      # TensorBoard, then the full gallery into runs/gallery
     python -m demo --quick --no-tensorboard
     python -m demo --runs 01_sigmoid_standard_init 03_relu_he_init --logdir /tmp/g
 """
@@ -39,7 +39,7 @@ def parse_args(argv=None):
             "Train a gallery of small deep MLPs, each showing one lesson of "
             "training health (vanishing and exploding gradients, saturation, "
             "dying ReLUs, self-normalisation, BatchNorm, clipping), with "
-            "GradWatch attached; then open TensorBoard on them."
+            "GradWatch attached, while TensorBoard shows them as they train."
         ),
     )
     parser.add_argument(
@@ -64,7 +64,7 @@ def parse_args(argv=None):
     parser.add_argument(
         "--no-tensorboard",
         action="store_true",
-        help="do not launch TensorBoard at the end",
+        help="train only; do not launch TensorBoard",
     )
     parser.add_argument(
         "--port",
@@ -87,64 +87,70 @@ def print_guide(specs, out=sys.stdout):
                 print(f"    {'':<10}{line}", file=out)
 
 
-def serve_tensorboard(logdir, port):
-    """Runs TensorBoard on `logdir`, bound to localhost, until Ctrl+C.
+class TensorBoard:
+    """TensorBoard on `logdir`, bound to localhost, in a child process.
 
     Args:
-        logdir: The gallery's log dir.
+        logdir: The gallery's log dir (made if missing, so that TensorBoard
+            can watch it before the first run writes).
         port: Port on localhost.
-
-    Returns:
-        0 after a Ctrl+C, or TensorBoard's non-zero exit code if it fails.
     """
-    url = f"http://localhost:{port}/"
-    command = [
-        sys.executable,
-        "-m",
-        "tensorboard.main",
-        "--logdir",
-        logdir,
-        "--host",
-        "localhost",
-        "--port",
-        str(port),
-    ]
-    print(f"\nStarting TensorBoard: {' '.join(command[2:])}", flush=True)
-    process = subprocess.Popen(command)
-    # Stop TensorBoard on `kill` too, not only on Ctrl+C.
-    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
+
+    def __init__(self, logdir, port):
+        self.logdir = logdir
+        self.port = port
+        self.url = f"http://localhost:{port}/"
+        self.process = None
+
+    def start(self):
+        """Starts TensorBoard and waits until it answers.
+
+        Returns:
+            None once it answers (or has not yet, after
+            `TENSORBOARD_START_TIMEOUT`), else TensorBoard's exit code if it
+            failed to start.
+        """
+        os.makedirs(self.logdir, exist_ok=True)
+        command = [sys.executable, "-m", "tensorboard.main", "--logdir", self.logdir,
+                   "--host", "localhost", "--port", str(self.port)]
+        print(f"Starting TensorBoard: {' '.join(command[2:])}", flush=True)
+        self.process = subprocess.Popen(command)
         deadline = time.monotonic() + TENSORBOARD_START_TIMEOUT
-        while not _responds(url):
-            if process.poll() is not None:
+        while not _responds(self.url):
+            if self.process.poll() is not None:
                 print(
-                    f"TensorBoard exited with code {process.returncode} (is "
-                    f"port {port} in use? try --port). The runs are in "
-                    f"{logdir}.",
+                    f"TensorBoard exited with code {self.process.returncode} (is "
+                    f"port {self.port} in use? try --port, or --no-tensorboard).",
                     file=sys.stderr,
                 )
-                return process.returncode or 1
+                return self.process.returncode or 1
             if time.monotonic() > deadline:
-                print(f"TensorBoard has not answered at {url} yet.", file=sys.stderr)
+                print(f"TensorBoard has not answered at {self.url} yet.", file=sys.stderr)
                 break
             time.sleep(0.5)
         print(
-            f"\nOpen {url}#gradwatch  (GradWatch tab; Scalars has the "
-            "headline numbers). Ctrl+C stops TensorBoard.",
+            f"\nOpen {self.url}#gradwatch  (GradWatch tab; Scalars has the "
+            "headline numbers). The runs appear as they train.\n",
             flush=True,
         )
-        process.wait()
-        return process.returncode
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-        if process.poll() is None:
-            process.terminate()
+        return None
+
+    def wait(self):
+        """Serves until Ctrl+C (or `kill`); returns the exit code."""
+        print(f"\nTensorBoard is still at {self.url}#gradwatch. Ctrl+C stops it.", flush=True)
+        try:
+            self.process.wait()
+            return self.process.returncode
+        except KeyboardInterrupt:
+            return 0
+
+    def stop(self):
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
             try:
-                process.wait(timeout=10)
+                self.process.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                process.kill()
+                self.process.kill()
 
 
 def _raise_keyboard_interrupt(signum, frame):
@@ -160,7 +166,8 @@ def _responds(url):
 
 
 def main(argv=None):
-    """Trains the gallery, prints its summary table, then serves TensorBoard.
+    """Starts TensorBoard, trains the gallery into it, prints its summary
+    table, then serves until Ctrl+C.
 
     Args:
         argv: Arguments without the program name; default `sys.argv[1:]`.
@@ -172,6 +179,30 @@ def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from demo import gallery
 
+    board = None if args.no_tensorboard else TensorBoard(args.logdir, args.port)
+    # Stop TensorBoard on `kill` too, not only on Ctrl+C.
+    previous = signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    try:
+        if board is not None:
+            failed = board.start()
+            if failed is not None:
+                return failed
+        _train(args, gallery)
+        if board is None:
+            print(f"\nTo browse the runs: tensorboard --logdir {args.logdir}")
+            return 0
+        return board.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        if board is not None:
+            board.stop()
+
+
+def _train(args, gallery):
+    """Trains the chosen runs, printing each as it ends, then the summary
+    table and what to look at."""
     names = args.runs or (gallery.QUICK_RUNS if args.quick else gallery.RUN_NAMES)
     specs = [gallery.get_spec(name) for name in names]
     mode = "quick" if args.quick else "full"
@@ -204,10 +235,6 @@ def main(argv=None):
         "last record."
     )
     print_guide(specs)
-    if args.no_tensorboard:
-        print(f"\nTo browse the runs: tensorboard --logdir {args.logdir}")
-        return 0
-    return serve_tensorboard(args.logdir, args.port)
 
 
 if __name__ == "__main__":

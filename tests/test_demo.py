@@ -206,3 +206,53 @@ def test_findings_name_each_pathology_and_spare_the_healthy_runs(quick_gallery):
             assert expected[name] <= warnings, (name, warnings)
         else:
             assert not warnings, (name, warnings)
+
+
+def test_demo_opens_tensorboard_first_and_trains_into_it(tmp_path):
+    """`python -m demo` serves the log dir before the first run trains, so
+    the tab fills in as runs train; `kill` stops TensorBoard cleanly."""
+    import json
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    logdir = tmp_path / "gallery"
+    run = gallery.QUICK_RUNS[0]
+    process = subprocess.Popen(
+        [sys.executable, "-m", "demo", "--quick", "--runs", run, "--logdir", str(logdir),
+         "--port", str(port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+    )
+    url = f"http://localhost:{port}/"
+    lines = []
+    try:
+        for line in process.stdout:
+            lines.append(line)
+            if line.startswith("Open "):
+                # Answering before any run has trained.
+                assert not any(l.startswith("[") for l in lines), lines
+                with urllib.request.urlopen(url, timeout=10) as response:
+                    assert response.status == 200
+            if "Ctrl+C stops it" in line:
+                break
+        assert any(l.startswith(f"Open {url}#gradwatch") for l in lines), lines
+        assert any(l.startswith(f"[ 1/1] {run}") for l in lines), lines
+        # The run trained into the dir TensorBoard serves: it lists it.
+        deadline = time.monotonic() + 60
+        while True:
+            with urllib.request.urlopen(url + "data/runs", timeout=10) as response:
+                if run in json.loads(response.read()):
+                    break
+            assert time.monotonic() < deadline, "TensorBoard never listed the run"
+            time.sleep(1)
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
