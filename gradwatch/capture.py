@@ -7,7 +7,7 @@ from . import keras_internals as internals
 from . import measure
 from . import statistics as st
 from .replicas import Replicas
-from .taps import LayerTap, OptimizerTap, _Trace
+from .taps import LayerTap, OptimizerTap, Trace
 
 
 class Capture:
@@ -34,7 +34,7 @@ class Capture:
         self.replicas = Replicas(model.distribute_strategy)
         self.taps = [LayerTap(self, layer, nl) for layer, nl in watched]
         self.optimizer_taps = [OptimizerTap(self, o) for o in internals.optimizers_of(model)]
-        self.tracing = None  # The `_Trace` under way.
+        self.tracing = None  # The `Trace` under way.
         self.order = []  # Taps in forward order, as first traced.
         self.unwatchable_reasons = {}  # tap -> reason
         self.on_unwatchable = None
@@ -145,7 +145,7 @@ class Capture:
             self._make_state()
             kernels = [k for tap in self.taps for k in tap.kernels]
             before = self._values_before(kernels)
-            self.tracing = trace = _Trace()
+            self.tracing = trace = Trace()
             try:
                 logs = keras_train_step(data)
             finally:

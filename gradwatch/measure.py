@@ -36,6 +36,11 @@ class Measure:
         Vectorised over layers: a handful of ops per shape of tensor, not per
         layer, so that a deep model's recorded step is not a long string of
         tiny ops (whose dispatch would cost more than their arithmetic).
+
+        Args:
+            trace: The `taps.Trace` of this step.
+            kernels: The watched kernels, in tap order.
+            before: Their values as the step started (for the update ratio).
         """
         matrices = {}  # (tensor ref, unit axes) -> [rows, units] matrix
 

@@ -90,7 +90,7 @@ class _Call:
         self.gradients = []  # dLoss/dy, filled in by the backward pass
 
 
-class _Trace:
+class Trace:
     """What one trace of the train step kept, for the measuring `cond`."""
 
     def __init__(self):
