@@ -175,7 +175,7 @@ class GradWatch(keras.callbacks.Callback):
         # A subclassed model's layers are built by its first step: audit them
         # then, on the weights that step started from as nearly as we can.
         built = all(layer.built for _, layer, _ in ordered)
-        self._pending_audit = init_audit.audit(ordered) if built else None
+        self._pending_audit = init_audit.audit(ordered, model) if built else None
         self._next_step = self._instrumentation.applied_steps()
         self._writer = None
 
@@ -278,7 +278,7 @@ class GradWatch(keras.callbacks.Callback):
                 )
             audit = self._pending_audit
             if audit is None:
-                audit = init_audit.audit(watched)
+                audit = init_audit.audit(watched, self.model)
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
             self._pending_audit = None
