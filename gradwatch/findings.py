@@ -633,15 +633,39 @@ def main_chain(view):
     return best if len(best) >= 2 else []
 
 
-def _gradient_flow(view, th):
+def gradient_var_ratio(recording):
+    """The first-to-last gradient variance ratio: `gradient_var` of the first
+    layer of the main chain (see `main_chain`) over the last one's, at every
+    recorded step. The one definition the `vanishing_gradients` and
+    `exploding_gradients` rules, the headline scalar
+    `gradient_var_ratio_first_to_last` and the demo's table use.
+
+    Args:
+        recording: A recording-like object (see the module docstring).
+
+    Returns:
+        `(chain, ratio)`: the chain's layer names in depth order (empty if it
+        has fewer than 2 layers) and a float array over the recorded steps,
+        NaN where either end has no positive finite value.
+    """
+    view = recording if isinstance(recording, _View) else _View(recording)
     chain = main_chain(view)
-    grad = view.get("gradient_var")
+    ratio = np.full(len(view.steps), np.nan)
+    if chain:
+        grad = view.get("gradient_var")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = grad[:, chain[0]] / grad[:, chain[-1]]
+            ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
+    return [view.layers[i] for i in chain], ratio
+
+
+def _gradient_flow(view, th):
+    names, ratio = gradient_var_ratio(view)
+    chain = [view.index[n] for n in names]
     found = []
     with np.errstate(divide="ignore", invalid="ignore"):
         if chain:
             first, last = chain[0], chain[-1]
-            ratio = grad[:, first] / grad[:, last]
-            ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
             per_layer = ratio ** (1.0 / (last - first)) if last > first else ratio
             vanishing = ratio <= th.vanishing_ratio
             exploding = ratio >= th.exploding_ratio
@@ -759,7 +783,7 @@ def _gradient_flow(view, th):
         largest = float(np.nanmax(all_updates[worst_row]))
         parts.append(
             f"updates up to {_num(largest)}\u00d7 the weights in {len(over_layers)} of "
-            f"{int(kernels.sum())} layers at step {view.step(worst_row)}"
+            f"{int(kernels.sum())} layers"
         )
         details["update_ratio_max"] = largest
     found.append(

@@ -16,6 +16,7 @@ import dataclasses
 import os
 import sys
 import tempfile
+import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 # The repository root, for the demo gallery.
@@ -86,18 +87,24 @@ def fit(model, x, y, log_dir, **compile_kwargs):
     return watch
 
 
+def fit_unlabelled(model, log_dir, steps=32):
+    """Fits a compiled model with its own `train_step` on 16x16 images of a
+    bright square at a random place (a GAN's "real" images, a VAE's data)."""
+    rng = np.random.default_rng(0)
+    images = np.zeros((steps * BATCH, 16, 16, 1), np.float32)
+    for image, (r, c) in zip(images, rng.integers(0, 10, (len(images), 2))):
+        image[r:r + 6, c:c + 6] = 1.0
+    watch = gradwatch.GradWatch(log_dir, update_freq=UPDATE_FREQ, verbose=0)
+    model.fit(images, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[watch])
+    return watch
+
+
 # -- healthy well-known architectures ----------------------------------------------
 
 
 def resnet50(log_dir):
     x, y = image_task(32)
     model = keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=4)
-    return fit(model, x, y, log_dir)
-
-
-def densenet121(log_dir):
-    x, y = image_task(24)
-    model = keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=4)
     return fit(model, x, y, log_dir)
 
 
@@ -199,14 +206,7 @@ def gan(log_dir):
     model = GAN(discriminator, generator, latent)
     model.compile(keras.optimizers.Adam(3e-4), keras.optimizers.Adam(3e-4),
                   keras.losses.BinaryCrossentropy())
-    rng = np.random.default_rng(0)
-    # "Real" images: bright squares at random places.
-    real = np.zeros((32 * BATCH, 16, 16, 1), np.float32)
-    for image, (r, c) in zip(real, rng.integers(0, 10, (len(real), 2))):
-        image[r:r + 6, c:c + 6] = 1.0
-    watch = gradwatch.GradWatch(log_dir, update_freq=UPDATE_FREQ, verbose=0)
-    model.fit(real, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[watch])
-    return watch
+    return fit_unlabelled(model, log_dir)
 
 
 class Sampling(layers.Layer):
@@ -256,13 +256,7 @@ def vae(log_dir):
     decoder = keras.Model(latent_inputs, outputs, name="decoder")
     model = VAE(encoder, decoder)
     model.compile(keras.optimizers.Adam(1e-3), jit_compile=False)
-    rng = np.random.default_rng(0)
-    data = np.zeros((32 * BATCH, 16, 16, 1), np.float32)
-    for image, (r, c) in zip(data, rng.integers(0, 10, (len(data), 2))):
-        image[r:r + 6, c:c + 6] = 1.0
-    watch = gradwatch.GradWatch(log_dir, update_freq=UPDATE_FREQ, verbose=0)
-    model.fit(data, batch_size=BATCH, epochs=1, shuffle=False, verbose=0, callbacks=[watch])
-    return watch
+    return fit_unlabelled(model, log_dir)
 
 
 # -- pathologies -----------------------------------------------------------------
@@ -335,6 +329,42 @@ DEMO_PATHOLOGIES = {
     "10_relu_large_init_exploding": {"exploding_gradients", "nonfinite"},
 }
 
+def saturated_sigmoid_cnn(log_dir):
+    """Sigmoid convs with N(0, 1) weights: pre-activations of std ~ 12."""
+    x, y = image_task(24)
+    model = plain_cnn("sigmoid", keras.initializers.RandomNormal(stddev=1.0), depth=4)
+    return fit(model, x, y, log_dir, optimizer=keras.optimizers.SGD(0.01, momentum=0.9))
+
+
+def batchnorm_on_sorted_batches(log_dir):
+    """A BN CNN fed unshuffled data in blocks of one class, each class
+    brighter than the last: the batch statistics jump every 8 steps, and
+    past the moving averages' horizon (100 steps at momentum 0.99) the
+    moving ones still describe no batch."""
+    steps, block = 128, 8
+    x, _ = image_task(steps, size=16)
+    y = np.repeat(np.arange(steps // block) % 4, block * BATCH)
+    x = x + 2.0 * y[:, None, None, None].astype(np.float32)
+    inputs = keras.Input((16, 16, 3))
+    h = inputs
+    for _ in range(2):
+        h = layers.Conv2D(8, 3, padding="same", use_bias=False)(h)
+        h = layers.Activation("relu")(layers.BatchNormalization()(h))
+    outputs = layers.Dense(4, activation="softmax")(layers.GlobalAveragePooling2D()(h))
+    return fit(keras.Model(inputs, outputs), x, y, log_dir)
+
+
+def selu_unstandardised_inputs(log_dir):
+    """A SELU MLP with LeCun init on inputs of mean 2, standard deviation 6."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(2.0, 6.0, (32 * BATCH, 32)).astype(np.float32)
+    y = (x[:, :4].sum(axis=1) > 8.0).astype(np.int64)
+    model = keras.Sequential([keras.Input((32,))] + [
+        layers.Dense(32, activation="selu", kernel_initializer="lecun_normal") for _ in range(4)
+    ] + [layers.Dense(2, activation="softmax")])
+    return fit(model, x, y, log_dir)
+
+
 CASES = tuple(
     Case(f"demo {name}", HEALTHY, gallery_run(name)) for name in DEMO_HEALTHY
 ) + tuple(
@@ -343,7 +373,6 @@ CASES = tuple(
 ) + (
     Case("ResNet50 (keras.applications)", HEALTHY, resnet50),
     Case("EfficientNetB0 (keras.applications)", HEALTHY, efficientnet_b0),
-    Case("DenseNet121 (keras.applications)", HEALTHY, densenet121),
     Case("Transformer text classifier", HEALTHY, transformer),
     Case("bidirectional LSTM classifier", HEALTHY, bidirectional_lstm),
     Case("DCGAN", HEALTHY, gan),
@@ -355,6 +384,12 @@ CASES = tuple(
          frozenset({"exploding_gradients"})),
     Case("deep sigmoid CNN", PATHOLOGY, deep_sigmoid_cnn, frozenset({"vanishing_gradients"})),
     Case("ReLU CNN, units dying", PATHOLOGY, dying_relu_cnn, frozenset({"dying_units"})),
+    Case("sigmoid CNN with N(0, 1) weights", PATHOLOGY, saturated_sigmoid_cnn,
+         frozenset({"saturation", "init_mismatch"})),
+    Case("BatchNorm CNN on batches sorted by class", PATHOLOGY, batchnorm_on_sorted_batches,
+         frozenset({"bn_skew"})),
+    Case("SELU MLP on unstandardised inputs", PATHOLOGY, selu_unstandardised_inputs,
+         frozenset({"not_self_normalizing"})),
 )
 
 
@@ -417,7 +452,6 @@ if __name__ == "__main__":
         for case in CASES:
             if names and not any(n.lower() in case.name.lower() for n in names):
                 continue
-            import time
             start = time.perf_counter()
             results[case] = run_case(case, root)
             print(f"{case.name}: {time.perf_counter() - start:.1f}s", file=sys.stderr)

@@ -717,5 +717,22 @@ def test_updates_as_large_as_the_weights_in_most_layers_are_divergence():
     assert found.severity == "warning"
     assert found.layers == ["a", "b", "c"]
     assert "updates up to 13\u00d7 the weights in 3 of 5 layers at step 16" in found.message
+    assert found.first_step == found.last_step == 16
     update[2, 2] = 0.5  # 2 of 5: not most layers
     assert findings.evaluate(gradient_record(1.0, update=update)) == []
+
+
+def test_one_first_to_last_ratio_for_rules_headline_and_demo(runs):
+    from demo import gallery
+
+    run = gradwatch.load(runs["vanishing"])
+    chain, ratio = findings.gradient_var_ratio(run)
+    # The main chain of like layers: the sigmoid layers, not the linear read-out.
+    assert chain == ["h0", "h1", "h2", "h3"]
+    grad = run.metric("gradient_var")
+    np.testing.assert_allclose(ratio, grad[:, 0] / grad[:, 3])
+    # The headline scalar the callback wrote, the rule's figure and the demo's table.
+    np.testing.assert_allclose(run.headline("gradient_var_ratio_first_to_last"), ratio, rtol=1e-6)
+    vanishing = rules(run.findings())["vanishing_gradients"]
+    assert vanishing.details["ratio"] == pytest.approx(float(np.median(ratio)), rel=1e-6)
+    np.testing.assert_array_equal(gallery.backward_ratios(run), ratio)
