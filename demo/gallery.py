@@ -26,7 +26,6 @@ import dataclasses
 import functools
 import math
 import os
-import re
 import time
 
 import numpy as np
@@ -435,13 +434,13 @@ def _nanrange(values):
 
 
 def backward_ratios(recording):
-    """Backward variance ratio, first over last hidden layer, at every record.
-
-    The last hidden layer is compared with the first hidden layer of the
-    same kind (`hidden_01_bn` with `hidden_08_bn`), depth - 1 blocks below.
-    The read-out layer is left out: its 8 outputs make its gradient variance
-    incomparable with a 64-unit hidden layer's. Below 1, gradients shrink on
-    their way down to the input; above 1, they grow.
+    """Backward variance ratio, first over last layer of the main chain, at
+    every record: `gradwatch.findings.gradient_var_ratio`, the definition the
+    findings and the headline scalar use. In the gallery the main chain is
+    the hidden layers of one kind (`hidden_01` to `hidden_06`, or their BN
+    layers), not the read-out, whose 8 outputs make its gradient variance
+    incomparable with a hidden layer's. Below 1, gradients shrink on their
+    way down to the input; above 1, they grow.
 
     Args:
         recording: A `gradwatch.Recording` of a gallery run.
@@ -449,28 +448,9 @@ def backward_ratios(recording):
     Returns:
         A float array over `recording.steps` (NaN where either is missing).
     """
-    grad_var = recording.metric("gradient_var")
-    hidden = [i for i, layer in enumerate(recording.layers) if layer != "logits"]
-    # The first and last hidden layers that ever had a gradient recorded.
-    with_grad = [i for i in hidden if np.isfinite(grad_var[:, i]).any()]
-    if len(with_grad) < 2:
-        return np.full(len(recording.steps), math.nan)
-    last = with_grad[-1]
-    # Compare like with like: in a block Dense -> BN -> act, the BN's
-    # gradient differs from the Dense's by BN's scaling.
-    kind = _block_kind(recording.layers[last])
-    first = next(
-        i for i in with_grad if _block_kind(recording.layers[i]) == kind
-    )
-    if first == last:
-        return np.full(len(recording.steps), math.nan)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return grad_var[:, first] / grad_var[:, last]
+    from gradwatch import findings
 
-
-def _block_kind(layer_name):
-    # "hidden_03_bn" -> "_bn"; "hidden_03" -> "".
-    return re.sub(r"^hidden_\d+", "", layer_name)
+    return findings.gradient_var_ratio(recording)[1]
 
 
 def summarise(recording, final_loss, seconds, depth, name=None):

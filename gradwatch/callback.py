@@ -175,7 +175,7 @@ class GradWatch(keras.callbacks.Callback):
         # A subclassed model's layers are built by its first step: audit them
         # then, on the weights that step started from as nearly as we can.
         built = all(layer.built for _, layer, _ in ordered)
-        self._pending_audit = init_audit.audit(ordered) if built else None
+        self._pending_audit = init_audit.audit(ordered, model) if built else None
         self._next_step = self._instrumentation.applied_steps()
         self._writer = None
 
@@ -278,7 +278,7 @@ class GradWatch(keras.callbacks.Callback):
                 )
             audit = self._pending_audit
             if audit is None:
-                audit = init_audit.audit(watched)
+                audit = init_audit.audit(watched, self.model)
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
             self._pending_audit = None
@@ -287,12 +287,13 @@ class GradWatch(keras.callbacks.Callback):
             )
         layer_metrics = dict(zip(hooks.SNAPSHOT_METRICS, values))
         self._note_nonfinite(step, layer_names, layer_metrics)
-        scalars = headline(layer_metrics) if self.headline_scalars else None
-        self._writer.write_step(step, layer_metrics, scalars)
         if self._live_findings is not None:
             self._live_findings.record(
                 step, layer_metrics, self.first_nonfinite, self._writer
             )
+        chain = self._live_findings.chain if self._live_findings is not None else []
+        scalars = headline(layer_metrics, chain) if self.headline_scalars else None
+        self._writer.write_step(step, layer_metrics, scalars)
 
     def _note_nonfinite(self, step, layer_names, layer_metrics):
         if self.first_nonfinite is not None:
@@ -318,11 +319,14 @@ class GradWatch(keras.callbacks.Callback):
                 return
 
 
-def headline(layer_metrics):
+def headline(layer_metrics, chain=()):
     """The few numbers worth a place in TensorBoard's Scalars dashboard.
 
     Args:
         layer_metrics: Dict of metric name to per-layer vector.
+        chain: Indices of the main chain's layers (`findings.main_chain`),
+            whose first and last give `gradient_var_ratio_first_to_last`
+            (the findings' definition, `findings.gradient_var_ratio`).
 
     Returns:
         Dict of scalar name to float (NaN where nothing applies).
@@ -335,11 +339,16 @@ def headline(layer_metrics):
     grad_var = np.asarray(layer_metrics["gradient_var"], np.float64)
     present = grad_var[np.isfinite(grad_var) & (grad_var > 0)]
     if present.size >= 2:
-        ratio_first_to_last = float(present[0] / present[-1])
         steps = present[:-1] / present[1:]
         smallest, largest = float(steps.min()), float(steps.max())
     else:
-        ratio_first_to_last = smallest = largest = math.nan
+        smallest = largest = math.nan
+    ratio_first_to_last = math.nan
+    if len(chain) >= 2:
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = grad_var[chain[0]] / grad_var[chain[-1]]
+        if np.isfinite(ratio) and ratio > 0:
+            ratio_first_to_last = float(ratio)
     nonfinite = np.nansum(layer_metrics["activation_nonfinite"]) + np.nansum(
         layer_metrics["gradient_nonfinite"]
     )
@@ -430,6 +439,7 @@ class _LiveFindings:
         self.window = findings.RecentWindow(layer_names, self.WINDOW)
         self.window.init_audit = audit or None
         self.tracker = findings.FindingTracker(layer_names)
+        self.chain = []  # main chain's layer indices, as of the last evaluation
         self.records = 0
         self.last_printed = {}  # key -> record index
         self.pending = {}  # key -> finding whose change is not printed yet
@@ -459,6 +469,9 @@ class _LiveFindings:
         events = self.tracker.update(
             findings.evaluate(self.window, self.thresholds)
         )
+        names = findings.gradient_var_ratio(self.window)[0]
+        position = {n: i for i, n in enumerate(self.window.layers)}
+        self.chain = [position[n] for n in names]
         self.evaluated = self.records
         self.finished_at = time.perf_counter()
         self.cost = self.finished_at - start

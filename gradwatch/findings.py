@@ -48,11 +48,15 @@ RULES = (
     "init_mismatch",
 )
 
+# name, the variances it accepts (see `init_audit.accepted_variances`), Keras initializer.
 _SCHEMES = {
-    "glorot": ("Glorot", "1/fan_avg", "glorot_uniform"),
-    "he": ("He", "2/fan_in", "he_normal"),
+    "glorot": ("Glorot", "1/fan_in to 1/fan_out", "glorot_uniform"),
+    "he": ("He", "2/fan_in to 2/fan_out", "he_normal"),
     "lecun": ("LeCun", "1/fan_in", "lecun_normal"),
 }
+# Output nonlinearities whose gradient, paired with a cross-entropy loss, is
+# p - y at the logits: it does not vanish where they saturate.
+_LOSS_PAIRED = ("sigmoid", "softmax")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +77,22 @@ class Thresholds:
             multiple (default 1e3).
         spike_factor: `exploding_gradients` also when a layer's kernel
             gradient norm jumps to this multiple of its median over the
-            preceding recorded steps.
+            preceding recorded steps, and what an explosion shows besides
+            comes with it: the jump lasts two records, or another layer
+            jumps at the same step, or that layer's update ratio reaches
+            `update_ratio_max`, or NaN/Inf follows within `min_records`
+            records. A lone one-step jump is what an adaptive optimizer
+            normalises away.
         spike_history: How many preceding recorded steps that median uses
             (at least `min_records` of them must be there).
         update_ratio_max: Exploding gradients whose largest update ratio
             (`update_ratio`) stays below this, with no spike and no NaN/Inf
             after them, are contained (clipping, an adaptive optimizer) and
             reported as `info`, otherwise as `warning`.
+        update_ratio_diverged: `exploding_gradients` (a warning) also when,
+            at one recorded step, at least half of the layers with kernels
+            have an update ratio of at least this: their weights were
+            replaced by their updates.
         saturation_fraction: `saturation` when at least this share of a
             layer's outputs sit in the flat region of its nonlinearity.
         dead_fraction: `dying_units` when at least this share of a layer's
@@ -112,6 +125,12 @@ class Thresholds:
             (warm-up, momentum): `info`. A gap that does not shrink (noisy
             or shifting batches) is a `warning`. A gap seen on fewer than
             `2 * min_records` records is too young to tell, and `info`.
+            Gaps in a layer's first 1/(1 - momentum) optimizer steps (its
+            moving averages' horizon; 100 steps at Keras' default 0.99,
+            read from the init audit) are expected and not reported...
+        bn_growth_factor: ... unless the gap (the larger of the two scores
+            above) grows by this factor over `2 * min_records` records or
+            more: a `warning`.
     """
 
     min_records: int = 3
@@ -120,6 +139,7 @@ class Thresholds:
     spike_factor: float = 100.0
     spike_history: int = 10
     update_ratio_max: float = 0.1
+    update_ratio_diverged: float = 1.0
     saturation_fraction: float = 0.5
     dead_fraction: float = 0.3
     dead_fraction_batch: float = 0.5
@@ -131,6 +151,7 @@ class Thresholds:
     bn_skew_max: float = 1.0
     bn_var_ratio_max: float = 4.0
     bn_converging_drop: float = 0.05
+    bn_growth_factor: float = 2.0
 
     def __post_init__(self):
         if (
@@ -154,11 +175,11 @@ class Thresholds:
                 raise ValueError(f"Thresholds.{name} must be in (0, 1], got {value!r}")
         for name in ("exploding_ratio", "spike_factor", "init_ratio",
                      "init_warning_ratio", "selu_var_factor", "input_var_factor",
-                     "bn_var_ratio_max"):
+                     "bn_var_ratio_max", "bn_growth_factor"):
             value = getattr(self, name)
             if not float(value) > 1.0:
                 raise ValueError(f"Thresholds.{name} must be > 1, got {value!r}")
-        for name in ("update_ratio_max", "selu_mean_max", "bn_skew_max"):
+        for name in ("update_ratio_max", "update_ratio_diverged", "selu_mean_max", "bn_skew_max"):
             value = getattr(self, name)
             if not float(value) > 0.0:
                 raise ValueError(f"Thresholds.{name} must be > 0, got {value!r}")
@@ -360,6 +381,31 @@ class _View:
     def step(self, row):
         return int(self.steps[row])
 
+    def loss_heads(self):
+        """Indices of layers whose outputs feed a cross-entropy loss through
+        a sigmoid or softmax (from the init audit)."""
+        return sorted({
+            self.index[e["loss_head"]] for e in self.audit
+            if isinstance(e, dict) and e.get("loss_head") in self.index
+            and e.get("activation") in _LOSS_PAIRED
+        })
+
+    def batch_norm_horizon(self):
+        """Per layer: the optimizer steps its BatchNorm moving averages need
+        to forget their start, 1/(1 - momentum); 0 where unknown or where
+        they never move (momentum 1)."""
+        horizon = np.zeros(len(self.layers))
+        for entry in self.audit:
+            if not isinstance(entry, dict) or entry.get("layer") not in self.index:
+                continue
+            try:
+                momentum = float(entry.get("batch_norm_momentum"))
+            except (TypeError, ValueError):
+                continue
+            if 0.0 <= momentum < 1.0:
+                horizon[self.index[entry["layer"]]] = 1.0 / (1.0 - momentum)
+        return horizon
+
     def audit_of(self, layer):
         if not hasattr(self, "_audit_by_layer"):
             self._audit_by_layer = {}
@@ -555,6 +601,7 @@ def _signature(view, layer):
     """What kind of layer: like layers form the chain gradients are compared on."""
     audit = view.audit_of(view.layers[layer])
     return (
+        view.layers[layer].rpartition("/")[0],  # the (sub-)model it is in
         bool(view.applies("bn_skew")[layer] or view.applies("bn_batch_var")[layer]),
         bool(view.applies("gradient_norm")[layer]),
         bool(view.applies("saturation_fraction")[layer]),
@@ -565,9 +612,11 @@ def _signature(view, layer):
 
 def main_chain(view):
     """The layers backward variance is compared across: the largest set of
-    like layers (same kind, same activation) that carry a gradient, in depth
-    order. Comparing like with like keeps a read-out layer or BatchNorm's
-    rescaling from passing for a trend. Empty if fewer than 2."""
+    like layers (same kind, same activation, same (sub-)model) that carry a
+    gradient, in depth order. Comparing like with like keeps a read-out layer
+    or BatchNorm's rescaling from passing for a trend, and a GAN's generator
+    and discriminator (two networks, two losses) from passing for one chain.
+    Empty if fewer than 2."""
     grad = view.get("gradient_var")
     carries = np.isfinite(grad).any(axis=0) & (np.nan_to_num(grad, nan=0.0) > 0).any(axis=0)
     groups = collections.OrderedDict()
@@ -584,15 +633,39 @@ def main_chain(view):
     return best if len(best) >= 2 else []
 
 
-def _gradient_flow(view, th):
+def gradient_var_ratio(recording):
+    """The first-to-last gradient variance ratio: `gradient_var` of the first
+    layer of the main chain (see `main_chain`) over the last one's, at every
+    recorded step. The one definition the `vanishing_gradients` and
+    `exploding_gradients` rules, the headline scalar
+    `gradient_var_ratio_first_to_last` and the demo's table use.
+
+    Args:
+        recording: A recording-like object (see the module docstring).
+
+    Returns:
+        `(chain, ratio)`: the chain's layer names in depth order (empty if it
+        has fewer than 2 layers) and a float array over the recorded steps,
+        NaN where either end has no positive finite value.
+    """
+    view = recording if isinstance(recording, _View) else _View(recording)
     chain = main_chain(view)
-    grad = view.get("gradient_var")
+    ratio = np.full(len(view.steps), np.nan)
+    if chain:
+        grad = view.get("gradient_var")
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = grad[:, chain[0]] / grad[:, chain[-1]]
+            ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
+    return [view.layers[i] for i in chain], ratio
+
+
+def _gradient_flow(view, th):
+    names, ratio = gradient_var_ratio(view)
+    chain = [view.index[n] for n in names]
     found = []
     with np.errstate(divide="ignore", invalid="ignore"):
         if chain:
             first, last = chain[0], chain[-1]
-            ratio = grad[:, first] / grad[:, last]
-            ratio = np.where(np.isfinite(ratio) & (ratio > 0), ratio, np.nan)
             per_layer = ratio ** (1.0 / (last - first)) if last > first else ratio
             vanishing = ratio <= th.vanishing_ratio
             exploding = ratio >= th.exploding_ratio
@@ -640,7 +713,22 @@ def _gradient_flow(view, th):
             diverged = True
             growth_runs = sorted(set(growth_runs) | {(int(before[0]), first_bad)})
     spikes = _spikes(view, th)
-    if not growth_runs and not spikes:
+    # Updates as large as the weights in most layers at once: the weights
+    # are replaced by their updates; whatever the gradients' shape, training
+    # has diverged (a learning rate far too large).
+    all_updates = view.get("update_ratio")
+    kernels = np.isfinite(all_updates).any(axis=0)
+    with np.errstate(invalid="ignore"):
+        over = all_updates[:, kernels] >= th.update_ratio_diverged
+    replaced = np.flatnonzero(2 * over.sum(axis=1) >= max(1, int(kernels.sum()))) if kernels.any() else []
+    if growth_runs and not diverged and all(_followed_by_batch_norm(view, l) for l in chain):
+        # BatchNorm makes the loss blind to the scale of the layer before it,
+        # whose gradient then scales with 1/(its output's std): growth across
+        # depth says nothing there. Only large updates or NaN/Inf do.
+        update = view.get("update_ratio")[:, chain]
+        if not (np.nan_to_num(update, nan=0.0) >= th.update_ratio_max).any():
+            growth_runs = []
+    if not growth_runs and not spikes and not len(replaced):
         return found
     rows, layers, parts = [], set(), []
     details = {}
@@ -686,6 +774,18 @@ def _gradient_flow(view, th):
             f"at step {view.step(row)}"
         )
         details["spike_factor"] = factor
+    if len(replaced):
+        severity = WARNING
+        rows += [int(replaced[0]), int(replaced[-1])]
+        worst_row = int(replaced[np.argmax(np.nanmax(all_updates[replaced][:, kernels], axis=1))])
+        over_layers = np.flatnonzero(kernels)[over[worst_row]]
+        layers.update(int(l) for l in over_layers)
+        largest = float(np.nanmax(all_updates[worst_row]))
+        parts.append(
+            f"updates up to {_num(largest)}\u00d7 the weights in {len(over_layers)} of "
+            f"{int(kernels.sum())} layers"
+        )
+        details["update_ratio_max"] = largest
     found.append(
         _finding(
             view, "exploding_gradients", severity, layers, min(rows), max(rows),
@@ -693,7 +793,7 @@ def _gradient_flow(view, th):
             "Clip gradients (clipnorm=1.0 or clipvalue on the optimizer), "
             "lower the learning rate, use the init the activation calls for "
             "(He, 2/fan_in, for ReLU), or add BatchNormalization.",
-            "gradient_var" if growth_runs else "gradient_norm",
+            "gradient_var" if growth_runs else "gradient_norm" if spikes else "update_ratio",
             details=details,
         )
     )
@@ -721,8 +821,22 @@ def _spikes(view, th):
         jumped = (count >= th.min_records) & (base > 0) & np.isfinite(factor) & (
             factor >= th.spike_factor
         )
+    # What an explosion shows besides one jump (see `Thresholds.spike_factor`).
+    update = np.nan_to_num(view.get("update_ratio"), nan=0.0)
+    bad = (np.nan_to_num(view.get("activation_nonfinite"), nan=0.0) > 0).any(axis=1) | (
+        np.nan_to_num(view.get("gradient_nonfinite"), nan=0.0) > 0).any(axis=1)
+    with np.errstate(all="ignore"):
+        lasting = np.zeros_like(jumped)
+        lasting[:-1] = jumped[:-1] & (norm[1:] >= th.spike_factor * base[:-1])
     for row, layer in zip(*np.nonzero(jumped)):
-        out.append((int(row), int(layer), float(factor[row, layer])))
+        corroborated = (
+            lasting[row, layer]
+            or jumped[row].sum() >= 2
+            or update[row, layer] >= th.update_ratio_max
+            or bad[row:row + th.min_records + 1].any()
+        )
+        if corroborated:
+            out.append((int(row), int(layer), float(factor[row, layer])))
     return out
 
 
@@ -733,6 +847,10 @@ def _saturation(view, th):
     sat = view.get("saturation_fraction")
     with np.errstate(invalid="ignore"):
         condition = sat >= th.saturation_fraction
+    # A sigmoid or softmax output feeding a cross-entropy loss passes p - y
+    # back to its logits, saturated or not: a confident classifier is not
+    # a saturated network.
+    condition[:, view.loss_heads()] = False
     hits = _sustained(condition, th.min_records)
     if not hits:
         return []
@@ -740,14 +858,16 @@ def _saturation(view, th):
     last = max(r[-1][1] for r in hits.values())
     latest = [sat[runs[-1][1], layer] for layer, runs in hits.items()]
     summary = f"{_percent(latest)} of outputs in the flat region of the nonlinearity"
+    remedy = (
+        "Scale the init to the activation (Glorot for sigmoid/tanh), "
+        "standardise the inputs, add BatchNormalization before the "
+        "activation, or use a non-saturating activation (ReLU family, ELU)."
+    )
+    details = {"fractions": {view.layers[l]: float(v) for l, v in zip(hits, latest)}}
     return [
         _finding(
             view, "saturation", WARNING, hits.keys(), first, last, summary,
-            "Scale the init to the activation (Glorot for sigmoid/tanh), "
-            "standardise the inputs, add BatchNormalization before the "
-            "activation, or use a non-saturating activation (ReLU family, ELU).",
-            "saturation_fraction",
-            details={"fractions": {view.layers[l]: float(v) for l, v in zip(hits, latest)}},
+            remedy, "saturation_fraction", details=details,
         )
     ]
 
@@ -799,6 +919,9 @@ def _dying_units(view, th):
 
 
 def _followed_by_batch_norm(view, layer):
+    audit = view.audit_of(view.layers[layer])
+    if audit and audit.get("feeds_batch_norm") is not None:
+        return bool(audit["feeds_batch_norm"])  # from the model's graph
     nxt = layer + 1
     return nxt < len(view.layers) and bool(
         view.applies("bn_skew")[nxt] or view.applies("bn_batch_var")[nxt]
@@ -998,7 +1121,15 @@ def _bn_skew(view, th):
         # One score per cell: >= 1 where either gap crosses its threshold.
         score = np.fmax(skew / th.bn_skew_max, var_gap / math.log(th.bn_var_ratio_max))
         condition = score >= 1.0
-    hits = _sustained(condition, th.min_records)
+    # In its moving averages' horizon a layer's gap is expected (they start
+    # at mean 0, variance 1): only a gap that grows there counts.
+    warm = view.steps[:, None] < view.batch_norm_horizon()[None, :]
+    hits = _sustained(condition & ~warm, th.min_records)
+    growing = {
+        layer: runs for layer, runs in _sustained(condition & warm, 2 * th.min_records).items()
+        if layer not in hits and _growing(score[runs[-1][0]:runs[-1][1] + 1, layer], th)
+    }
+    hits.update(growing)
     if not hits:
         return []
     first = min(r[0][0] for r in hits.values())
@@ -1018,6 +1149,9 @@ def _bn_skew(view, th):
     converging = []
     for layer, runs in hits.items():
         a, b = runs[-1]
+        if layer in growing:
+            converging.append(False)
+            continue
         kinds = [k for k in ("mean", "var") if triggered[k][a:b + 1, layer].any()]
         if b - a + 1 < 2 * th.min_records:
             converging.append(True)  # too young to tell a lag from a gap
@@ -1039,6 +1173,8 @@ def _bn_skew(view, th):
         gaps.append(f"mean gap {_num(worst_skew)} moving std, variance ratio {_num(worst_ratio)}\u00d7")
     summary = "batch statistics far from the moving statistics (" + ", ".join(gaps) + ")"
     details = {"skew": float(worst_skew), "var_ratio": float(worst_ratio)}
+    if growing and not all(converging):
+        details["note"] = "growing within the moving averages' horizon"
     if all(converging):
         severity = INFO
         details["note"] = "shrinking: the moving statistics are still converging"
@@ -1057,6 +1193,16 @@ def _bn_skew(view, th):
         _finding(view, "bn_skew", severity, hits.keys(), first, last, summary,
                  remedy, "bn_skew", details=details)
     ]
+
+
+def _growing(score, th):
+    """Whether a gap grew by `bn_growth_factor` (medians of the first and
+    last `min_records` records)."""
+    score = score[np.isfinite(score)]
+    k = th.min_records
+    if score.size < 2 * k:
+        return False
+    return bool(np.median(score[-k:]) >= th.bn_growth_factor * np.median(score[:k]))
 
 
 def _shrinking(gap, th):

@@ -15,7 +15,7 @@ import pytest
 
 import gradwatch
 from conftest import fit_and_load, rng
-from gradwatch import findings
+from gradwatch import activations, findings
 from gradwatch.__main__ import main as cli_main
 from gradwatch_tensorboard import metadata
 from gradwatch_tensorboard.summary import SummaryWriter
@@ -290,15 +290,29 @@ def test_vanishing_and_exploding_compare_like_layers():
     assert found["nonfinite"].first_step == 8
 
 
-def test_gradient_norm_spike_is_exploding():
-    norm = np.ones((8, 5))
-    norm[6, 2] = 500.0
-    found = rules(findings.evaluate(gradient_record(1.0, steps=8, norm=norm)))
-    spike = found["exploding_gradients"]
-    assert spike.severity == "warning"
-    assert spike.layers == ["c"]
-    assert spike.first_step == spike.last_step == 48
-    assert spike.metric == "gradient_norm"
+def test_gradient_norm_spike_is_exploding_only_with_what_an_explosion_shows():
+    def spike(rows=(6,), layers=(2,), update=1e-3, nan_from=None):
+        norm = np.ones((8, 5))
+        for row in rows:
+            norm[row, list(layers)] = 500.0
+        return rules(findings.evaluate(
+            gradient_record(1.0, steps=8, norm=norm, update=update, nan_from=nan_from)))
+
+    # One step, one layer, small updates, nothing after: an adaptive
+    # optimizer normalises it away (a DenseNet's conv did this, 152x, while
+    # training went on healthily).
+    assert "exploding_gradients" not in spike()
+    large_update = np.full((8, 5), 1e-3)
+    large_update[6, 2] = 0.5
+    for case in (spike(rows=(6, 7)), spike(layers=(1, 2)), spike(update=large_update),
+                 spike(nan_from=7)):
+        found = case["exploding_gradients"]
+        assert found.severity == "warning"
+        assert "c" in found.layers
+        assert found.first_step == 48
+        assert "jumped 500\u00d7 at step 48" in found.message
+    lone = spike(layers=(1, 2))["exploding_gradients"]
+    assert lone.layers == ["b", "c"] and lone.metric == "gradient_norm"
 
 
 def bn_record(skew, batch_var, moving_var):
@@ -566,3 +580,159 @@ def test_nonfinite_from_first_nonfinite_alone():
     (finding,) = findings.evaluate(record)
     assert (finding.rule, finding.layers, finding.first_step, finding.metric) == ("nonfinite", ["b"], 5, "gradient_nonfinite")
     assert finding.message == "NaN/Inf in the gradients of b at step 5"
+
+
+# -- the cases real architectures showed (issue: findings that hold up) ------------
+
+
+def saturated_record(activation, loss_head):
+    audit = [{"layer": "out", "activation": activation, "loss_head": "out" if loss_head else None}]
+    return FakeRecording(["out"], np.arange(5) * 4, {"saturation_fraction": np.full((5, 1), 0.97)},
+                         init_audit=audit)
+
+
+def test_output_paired_with_cross_entropy_is_not_saturation():
+    # p - y reaches the logits of a sigmoid/softmax head whatever its saturation.
+    assert findings.evaluate(saturated_record("softmax", True)) == []
+    assert findings.evaluate(saturated_record("sigmoid", True)) == []
+    # Not paired (e.g. an MSE loss), or a nonlinearity whose gradient p - y
+    # does not describe: still saturation.
+    for activation, head in (("softmax", False), ("tanh", True)):
+        assert [f.rule for f in findings.evaluate(saturated_record(activation, head))] == ["saturation"]
+
+
+def test_loss_heads_are_outputs_feeding_a_cross_entropy():
+    from gradwatch import init_audit
+
+    def model(loss, activation="softmax", standalone=False):
+        layers = [keras.Input((4,)), keras.layers.Dense(3, activation=None if standalone else activation, name="d")]
+        if standalone:
+            layers.append(keras.layers.Activation(activation, name="act"))
+        m = keras.Sequential(layers)
+        m.compile("sgd", loss)
+        return m
+
+    assert [l.name for l in init_audit.loss_heads(model("sparse_categorical_crossentropy"))] == ["d"]
+    assert [l.name for l in init_audit.loss_heads(model(keras.losses.BinaryCrossentropy(), "sigmoid"))] == ["d"]
+    assert init_audit.loss_heads(model("mse")) == []
+    m = model(keras.losses.CategoricalCrossentropy(), standalone=True)
+    ordered = [(l.name, l, activations.of_layer(l)) for l in m.layers]
+    entry = init_audit.audit(ordered, m)[0]
+    assert (entry["layer"], entry["activation"], entry["loss_head"]) == ("d", "softmax", "act")
+
+    class Custom(keras.Model):  # computes its loss in train_step (keras-io GAN, VAE)
+        def __init__(self):
+            super().__init__()
+            self.inner = model("mse")
+
+    assert [l.name for l in init_audit.loss_heads(Custom())] == ["d"]
+
+
+@pytest.mark.parametrize("mode, shape, expect", [
+    # He accepts 2/fan_in and 2/fan_out (Keras' EfficientNet, torchvision's
+    # ResNets use fan_out); Glorot anything from 1/fan_in to 1/fan_out;
+    # LeCun only 1/fan_in (SELU's fixed point).
+    (("relu", 2.0, "fan_in"), (64, 8), 1.0),
+    (("relu", 2.0, "fan_out"), (64, 8), 1.0),
+    (("relu", 2.0, "fan_out"), (3, 3, 16, 4), 1.0),
+    (("tanh", 1.0, "fan_out"), (64, 8), 1.0),
+    (("tanh", 1.0, "fan_in"), (64, 8), 1.0),
+    (("selu", 1.0, "fan_in"), (64, 8), 1.0),
+    (("selu", 1.0, "fan_out"), (64, 8), 8.0),
+    (("relu", 1.0, "fan_avg"), (32, 32), 0.5),  # Glorot for ReLU: half of He's
+    (("relu", 16.0, "fan_out"), (64, 8), 8.0),  # 16/fan_out = 8x He's fan_out
+])
+def test_init_audit_accepts_each_schemes_fan_modes(mode, shape, expect):
+    from gradwatch import init_audit
+
+    activation, scale, fan_mode = mode
+
+    class Kernel:
+        def __init__(self, values):
+            self.shape = values.shape
+            self._values = values
+
+        def numpy(self):
+            return self._values
+
+    fan_in, fan_out = init_audit.fans(shape)
+    fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[fan_mode]
+    values = rng(9).normal(0.0, 1.0, size=shape)
+    values *= np.sqrt(scale / fan) / values.std()  # exactly the variance
+    layer = type("L", (), {"kernel": Kernel(values)})()
+    entry = init_audit.audit([("k", layer, activations.by_name(activation))])[0]
+    assert entry["ratio"] == pytest.approx(expect, rel=1e-6)
+
+
+def test_bn_gap_within_the_moving_averages_horizon_is_expected_unless_it_grows():
+    def record(skew, momentum):
+        r = bn_record(skew, [1.0] * len(skew), [1.0] * len(skew))
+        r.init_audit = [{"layer": "bn", "batch_norm_momentum": momentum}]
+        return r
+
+    noise = rng(4).normal(0.0, 0.1, size=8)
+    steady = 2.0 + noise  # steps 0-56
+    assert findings.evaluate(record(steady, 0.99)) == []  # horizon: 100 steps
+    # Past the horizon (0.9: 10 steps) a gap that stays is a warning; moving
+    # statistics that never move (momentum 1) have no horizon to wait for.
+    for momentum in (0.9, 1.0):
+        assert findings.evaluate(record(steady, momentum))[0].severity == "warning"
+    growing = findings.evaluate(record(np.linspace(1.2, 6.0, 8), 0.99))
+    assert growing[0].severity == "warning"
+    assert "growing within the moving averages' horizon" in growing[0].message
+
+
+def bn_chain_record(update):
+    # conv layers a-d each feeding a BatchNorm (from the graph, in the
+    # audit), gradient variance growing 20x per layer towards the input.
+    record = gradient_record(20.0, update=update)
+    record.init_audit = [dict(e, feeds_batch_norm=e["layer"] != "head") for e in record.init_audit]
+    return record
+
+
+def test_gradient_growth_before_batchnorm_counts_only_with_large_updates():
+    # BatchNorm makes the loss blind to the scale of the layer before it:
+    # its gradient scales with 1/std of its output, not with a problem.
+    assert findings.evaluate(bn_chain_record(1e-3)) == []
+    assert rules(findings.evaluate(bn_chain_record(0.5)))["exploding_gradients"].severity == "warning"
+
+
+def test_chain_stays_within_one_sub_model():
+    # A GAN's generator and discriminator: two networks, two losses.
+    record = gradient_record(1 / 20)
+    record.layers = ["gen/a", "gen/b", "disc/c", "disc/d", "head"]
+    record.init_audit = [dict(e, layer=n) for e, n in zip(record.init_audit, record.layers)]
+    # 20x per layer is 20x within either network: not vanishing...
+    assert findings.evaluate(record) == []
+    # ... 8000x across the four layers of one network is.
+    record.layers = ["a", "b", "c", "d", "head"]
+    record.init_audit = [dict(e, layer=n) for e, n in zip(record.init_audit, record.layers)]
+    assert rules(findings.evaluate(record))["vanishing_gradients"].layers == ["a", "b", "c", "d"]
+
+
+def test_updates_as_large_as_the_weights_in_most_layers_are_divergence():
+    update = np.full((6, 5), 1e-3)
+    update[2, :3] = [2.0, 13.0, 1.5]  # 3 of 5 layers with kernels
+    found = rules(findings.evaluate(gradient_record(1.0, update=update)))["exploding_gradients"]
+    assert found.severity == "warning"
+    assert found.layers == ["a", "b", "c"]
+    assert "updates up to 13\u00d7 the weights in 3 of 5 layers at step 16" in found.message
+    assert found.first_step == found.last_step == 16
+    update[2, 2] = 0.5  # 2 of 5: not most layers
+    assert findings.evaluate(gradient_record(1.0, update=update)) == []
+
+
+def test_one_first_to_last_ratio_for_rules_headline_and_demo(runs):
+    from demo import gallery
+
+    run = gradwatch.load(runs["vanishing"])
+    chain, ratio = findings.gradient_var_ratio(run)
+    # The main chain of like layers: the sigmoid layers, not the linear read-out.
+    assert chain == ["h0", "h1", "h2", "h3"]
+    grad = run.metric("gradient_var")
+    np.testing.assert_allclose(ratio, grad[:, 0] / grad[:, 3])
+    # The headline scalar the callback wrote, the rule's figure and the demo's table.
+    np.testing.assert_allclose(run.headline("gradient_var_ratio_first_to_last"), ratio, rtol=1e-6)
+    vanishing = rules(run.findings())["vanishing_gradients"]
+    assert vanishing.details["ratio"] == pytest.approx(float(np.median(ratio)), rel=1e-6)
+    np.testing.assert_array_equal(gallery.backward_ratios(run), ratio)
