@@ -14,6 +14,7 @@ import keras
 import numpy as np
 
 from . import activations
+from . import keras_internals as internals
 
 
 def fans(shape):
@@ -75,20 +76,10 @@ def _loss_names(loss):
     return [getattr(name, "__name__", None) or getattr(loss, "name", None) or type(loss).__name__]
 
 
-def _output_layers(model):
-    outputs = getattr(model, "outputs", None) or []
-    found = []
-    for tensor in outputs:
-        history = getattr(tensor, "_keras_history", None)
-        if history is not None:
-            found.append(history.operation)
-    return found
-
-
 def _feeds_batch_norm(layer):
     """Whether every layer that reads this one's output is a BatchNormalization
     (None when the graph does not say: a subclassed model)."""
-    consumers = [node.operation for node in getattr(layer, "_outbound_nodes", None) or []]
+    consumers = internals.consumers_of(layer)
     if not consumers:
         return None
     return all(isinstance(c, keras.layers.BatchNormalization) for c in consumers)
@@ -113,11 +104,11 @@ def loss_heads(model):
     if loss is None:
         return [
             head for layer in getattr(model, "layers", [])
-            for head in _output_layers(layer)
+            for head in internals.output_layers(layer)
         ]
     names = _loss_names(loss)
     if names and all(n and _CROSS_ENTROPY.search(str(n)) for n in names):
-        return _output_layers(model)
+        return internals.output_layers(model)
     return []
 
 

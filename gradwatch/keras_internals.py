@@ -15,6 +15,9 @@ than as a wrong number somewhere else.
 - `fit` calls `model.train_function(iterator)` once per execution, looking
   it up on every call, and calls `on_train_batch_begin` with the step's
   index in the epoch.
+- A functional model's graph: an output tensor's `_keras_history.operation`
+  is the layer that made it, and `layer._outbound_nodes` are the calls that
+  read the layer's output (`output_layers`, `consumers_of`).
 - `LossScaleOptimizer` keeps its scale in `dynamic_scale` (before it is
   built, `initial_scale`) and wraps `inner_optimizer`, which counts the
   steps applied.
@@ -141,3 +144,20 @@ def iterations(optimizer):
     """
     optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
     return int(optimizer.iterations.numpy())
+
+
+def output_layers(model):
+    """The layers whose outputs are `model`'s outputs (empty for a model
+    without a graph: a subclassed one)."""
+    found = []
+    for tensor in getattr(model, "outputs", None) or []:
+        history = getattr(tensor, "_keras_history", None)
+        if history is not None:
+            found.append(history.operation)
+    return found
+
+
+def consumers_of(layer):
+    """The layers (or operations) that read `layer`'s output in the models'
+    graphs; empty when no graph says (a subclassed model)."""
+    return [node.operation for node in getattr(layer, "_outbound_nodes", None) or []]

@@ -150,6 +150,21 @@ def test_optimizers_of_finds_the_models_and_those_it_holds():
     assert found[0] is model.optimizer and extra in found and len(found) == 2
 
 
+def test_a_functional_graph_names_its_output_layers_and_each_layers_readers():
+    inputs = keras.Input((3,))
+    dense = keras.layers.Dense(4, name="dense")
+    norm = keras.layers.BatchNormalization(name="norm")
+    head = keras.layers.Dense(1, activation="sigmoid", name="head")
+    model = keras.Model(inputs, head(norm(dense(inputs))))
+    assert internals.output_layers(model) == [head], (
+        "an output tensor's _keras_history.operation no longer names its layer"
+    )
+    assert internals.consumers_of(dense) == [norm], (
+        "layer._outbound_nodes no longer lists the calls reading its output"
+    )
+    assert internals.consumers_of(head) == []
+
+
 @pytest.mark.parametrize("backend", ["jax", "torch", "numpy"])
 def test_other_backends_get_a_clear_error(monkeypatch, backend):
     # JAX and PyTorch are not installed here (Keras' NumPy backend needs
