@@ -159,7 +159,8 @@ def _records(path):
     # In a process that has TensorFlow already (a training script), its C++
     # reader checks the same frames many times faster.
     try:
-        yield from tf.compat.v1.io.tf_record_iterator(path)
+        for record in tf.data.TFRecordDataset(path):
+            yield record.numpy()
     except tf.errors.OpError:  # a truncated or corrupt frame ends the file
         return
 

@@ -139,8 +139,11 @@ def test_too_large_init_grows_variance_per_layer_both_ways(quick_gallery):
     backward = gallery.backward_ratios(run)[0]  # step 0, before any update
     forward_var = hidden(run, "activation_var")[0]
     forward = forward_var[-1] / forward_var[0]
-    assert expected / 10 < backward < expected * 10
-    assert expected / 10 < forward < expected * 10
+    # One seeded draw of 128-wide weights moves each layer's factor by about
+    # 10% (4.7-6.3 here) and the product to 0.82x (forward) and 0.90x
+    # (backward) of 6^(L-1); a factor of 7 per layer leaves this band.
+    assert expected / 1.5 < backward < expected * 1.5
+    assert expected / 1.5 < forward < expected * 1.5
 
 
 def test_clipnorm_bounds_the_updates_and_keeps_training_finite(quick_gallery):
@@ -154,8 +157,12 @@ def test_clipnorm_bounds_the_updates_and_keeps_training_finite(quick_gallery):
     norms = clipped.metric("gradient_norm")
     assert np.isfinite(norms).all()
     assert (norms.max(axis=0) <= 2.0 * norms[0]).all()
+    # Row 1 comes before the unclipped run's first NaN/Inf: finite, and
+    # already 100x the clipped run's norms in every layer.
+    assert free.steps[1] < free.first_nonfinite["step"]
     free_norms = free.metric("gradient_norm")[1]
-    assert not (np.isfinite(free_norms) & (free_norms < 100 * norms[0])).any()
+    assert np.isfinite(free_norms).all()
+    assert (free_norms >= 100 * norms[0]).all()
     # Step 0: same weights, same batch, so the two updates differ exactly by
     # the clipping factor |g| / clipnorm wherever |g| > clipnorm.
     grad_norm = free.metric("gradient_norm")[0]
