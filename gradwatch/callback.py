@@ -151,6 +151,7 @@ class GradWatch(keras.callbacks.Callback):
         self._next_step = 0
         self._recording_step = None
         self._first_call = True
+        self._run_of = None  # (model, optimizer) whose run `self.log_dir` holds
         self.first_nonfinite = None
 
     # -- fit lifecycle --------------------------------------------------------
@@ -172,8 +173,14 @@ class GradWatch(keras.callbacks.Callback):
         # instrumented step is reused.
         ordered = self._instrumentation.selection
         start = int(model.optimizer.iterations.numpy())
-        if chief:
+        run_of = (model, model.optimizer)
+        if chief and not (
+            self._run_of and all(a is b for a, b in zip(self._run_of, run_of))
+        ):
+            # Once per model and optimizer: a loop of `fit` calls does not
+            # reread the record; a recompiled model (steps from 0) does.
             self.log_dir = self._run_dir([p for p, _, _ in ordered], start)
+            self._run_of = run_of
         self._instrumentation.on_recorded = self._write_recorded
         self._instrumentation.attach()
         # A subclassed model's layers are built by its first step: audit them
@@ -201,7 +208,7 @@ class GradWatch(keras.callbacks.Callback):
         other_layers = sorted(set(existing.layers) - set(layers))
         if not other_layers and start > 0:
             return self.log_dir
-        base = self.log_dir.rstrip("/\\") or self.log_dir
+        base = _sibling_base(self.log_dir)
         number = 2
         while storage.exists(f"{base}-{number}"):
             number += 1
@@ -431,6 +438,16 @@ def _check_writable(log_dir):
         raise ValueError(
             f"GradWatch cannot write to log_dir={log_dir!r}: {e}"
         ) from e
+
+
+def _sibling_base(log_dir):
+    """`log_dir` as the stem of a sibling's name (`runs/a/` -> `runs/a`)."""
+    if storage.is_remote(log_dir):
+        return log_dir.rstrip("/")
+    base = os.path.normpath(log_dir)
+    if os.path.basename(base) in ("", os.curdir, os.pardir):
+        base = os.path.abspath(base)
+    return base
 
 
 def _say(message):

@@ -290,3 +290,30 @@ def test_messages_follow_keras_interactive_logging(tmp_path, capsys, caplog):
         keras.config.enable_interactive_logging()
     assert "GradWatch" not in capsys.readouterr().out
     assert any("GradWatch: watching 3 layers" in r.getMessage() for r in caplog.records)
+
+
+def test_a_recompiled_model_starts_another_run_and_a_fit_loop_reads_the_dir_once(tmp_path, monkeypatch):
+    log_dir = str(tmp_path / "exp")
+    model = model_named("net")
+    callback = gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)
+    reads = []
+    load = gradwatch.reader.load
+    monkeypatch.setattr(gradwatch.reader, "load", lambda d: reads.append(d) or load(d))
+    for _ in range(3):
+        model.fit(*data(), batch_size=16, shuffle=False, verbose=0, callbacks=[callback])
+    assert reads == [log_dir]
+    np.testing.assert_array_equal(gradwatch.load(log_dir).steps, np.arange(12))
+    model.compile(keras.optimizers.SGD(0.05), "mse")  # a new optimizer at step 0
+    with pytest.warns(UserWarning, match="starts again from step 0"):
+        model.fit(*data(), batch_size=16, shuffle=False, verbose=0, callbacks=[callback])
+    assert callback.log_dir == log_dir + "-2"
+    np.testing.assert_array_equal(gradwatch.load(log_dir).steps, np.arange(12))
+
+
+def test_a_sibling_of_the_current_directory_has_a_real_name(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    fit(model_named("first"), ".", update_freq=1)
+    with pytest.warns(UserWarning):
+        second = fit(model_named("second"), ".", update_freq=1)
+    assert second.log_dir == str(tmp_path) + "-2"
+    assert gradwatch.load(second.log_dir).layers[0] == "second_relu"
