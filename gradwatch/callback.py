@@ -201,11 +201,11 @@ class GradWatch(keras.callbacks.Callback):
         step 0 over earlier records (a notebook cell run again), are another
         run: it goes to `<log_dir>-2` (or -3, ...), with a warning.
         """
-        try:
-            existing = reader.load(self.log_dir)
-        except (FileNotFoundError, ValueError):
+        existing = reader.describe(self.log_dir)
+        if existing is None:
             return self.log_dir  # no GradWatch records there yet
-        other_layers = sorted(set(existing.layers) - set(layers))
+        existing_layers, first_step, last_step = existing
+        other_layers = sorted(set(existing_layers) - set(layers))
         if not other_layers and start > 0:
             return self.log_dir
         base = _sibling_base(self.log_dir)
@@ -214,10 +214,9 @@ class GradWatch(keras.callbacks.Callback):
             number += 1
         fresh = f"{base}-{number}"
         _check_writable(fresh)
-        shown = ", ".join(existing.layers[:4])
-        if len(existing.layers) > 4:
+        shown = ", ".join(existing_layers[:4])
+        if len(existing_layers) > 4:
             shown += ", ..."
-        steps = existing.steps
         why = (
             f"other layers ({', '.join(other_layers[:4])}"
             f"{', ...' if len(other_layers) > 4 else ''} are not in this model)"
@@ -226,8 +225,8 @@ class GradWatch(keras.callbacks.Callback):
         )
         warnings.warn(
             f"GradWatch: log_dir={self.log_dir!r} already holds a run of "
-            f"{len(existing.layers)} layers ({shown}) at steps "
-            f"{steps[0]}-{steps[-1]}, and {why}. This run is written to "
+            f"{len(existing_layers)} layers ({shown}) at steps "
+            f"{first_step}-{last_step}, and {why}. This run is written to "
             f"{fresh!r} instead, so neither replaces the other; pass a new "
             "log_dir to choose its name.",
             stacklevel=2,

@@ -297,8 +297,8 @@ def test_a_recompiled_model_starts_another_run_and_a_fit_loop_reads_the_dir_once
     model = model_named("net")
     callback = gradwatch.GradWatch(log_dir, update_freq=1, verbose=0)
     reads = []
-    load = gradwatch.reader.load
-    monkeypatch.setattr(gradwatch.reader, "load", lambda d: reads.append(d) or load(d))
+    describe = gradwatch.reader.describe
+    monkeypatch.setattr(gradwatch.reader, "describe", lambda d: reads.append(d) or describe(d))
     for _ in range(3):
         model.fit(*data(), batch_size=16, shuffle=False, verbose=0, callbacks=[callback])
     assert reads == [log_dir]
@@ -317,3 +317,25 @@ def test_a_sibling_of_the_current_directory_has_a_real_name(tmp_path, monkeypatc
         second = fit(model_named("second"), ".", update_freq=1)
     assert second.log_dir == str(tmp_path) + "-2"
     assert gradwatch.load(second.log_dir).layers[0] == "second_relu"
+
+
+@pytest.mark.parametrize("cut", [0, 3, 40, 700, 5000, 10**6])
+def test_describe_agrees_with_load_on_whole_and_damaged_files(tmp_path, cut):
+    log_dir = str(tmp_path / "run")
+    first = SummaryWriter(log_dir, ["a", "b"])
+    for step in range(0, 20, 2):
+        first.write_step(step, {"activation_var": [step, 1.0]})
+    first.close()
+    second = SummaryWriter(log_dir, ["b", "c"])  # a second file, other layers
+    for step in range(20, 30):
+        second.write_step(step, {"activation_var": [step, 2.0]})
+    second.close()
+    for path in sorted(pathlib.Path(log_dir).glob("*tfevents*"))[1:]:
+        data = path.read_bytes()
+        path.write_bytes(data[:max(0, len(data) - cut)])
+    run = gradwatch.load(log_dir)
+    assert reader.describe(log_dir) == (run.layers, run.steps[0], run.steps[-1])
+    assert reader.describe(str(tmp_path / "missing")) is None
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "events.out.tfevents.x").write_bytes(b"\0" * 100)
+    assert reader.describe(str(tmp_path / "other")) is None
