@@ -126,6 +126,30 @@ def masked_crc32c(data):
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
+def _frame_length(f):
+    """Reads a frame header: the payload's length, or None at the end or
+    at a damaged header."""
+    header = f.read(12)
+    if len(header) < 12:
+        return None
+    length, length_crc = struct.unpack("<QI", header)
+    if masked_crc32c(header[:8]) != length_crc:
+        return None
+    return length
+
+
+def _frame_payload(f, length):
+    """Reads a frame's payload and checksum: the payload, or None if it is
+    truncated or damaged."""
+    data = f.read(length)
+    footer = f.read(4)
+    if len(data) < length or len(footer) < 4:
+        return None
+    if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+        return None
+    return data
+
+
 def read_records(path):
     """Payloads of the TFRecord file at `path`, without TensorFlow.
 
@@ -136,32 +160,21 @@ def read_records(path):
     """
     with storage.open(path, "rb") as f:
         while True:
-            header = f.read(12)
-            if len(header) < 12:
-                return
-            length, length_crc = struct.unpack("<QI", header)
-            if masked_crc32c(header[:8]) != length_crc:
-                return
-            data = f.read(length)
-            footer = f.read(4)
-            if len(data) < length or len(footer) < 4:
-                return
-            if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+            length = _frame_length(f)
+            data = None if length is None else _frame_payload(f, length)
+            if data is None:
                 return
             yield data
 
 
 def _frame_offsets(f):
     """`(offset, length)` of each frame of an open TFRecord file, reading
-    only the 12-byte headers (the last may be truncated)."""
+    only the headers (the last payload may be truncated)."""
     offset = 0
     while True:
         f.seek(offset)
-        header = f.read(12)
-        if len(header) < 12:
-            return
-        length, length_crc = struct.unpack("<QI", header)
-        if masked_crc32c(header[:8]) != length_crc:
+        length = _frame_length(f)
+        if length is None:
             return
         yield offset, length
         offset += 12 + length + 4
@@ -170,11 +183,8 @@ def _frame_offsets(f):
 def _event_at(f, offset, length):
     """The Event in the frame at `offset`, or None if it is damaged."""
     f.seek(offset + 12)
-    data = f.read(length)
-    footer = f.read(4)
-    if len(data) < length or len(footer) < 4:
-        return None
-    if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+    data = _frame_payload(f, length)
+    if data is None:
         return None
     try:
         return event_pb2.Event.FromString(data)
