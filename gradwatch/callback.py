@@ -151,7 +151,7 @@ class GradWatch(keras.callbacks.Callback):
         self._next_step = 0
         self._recording_step = None
         self._first_call = True
-        self._run_of = None  # (model, optimizer) whose run `self.log_dir` holds
+        self._run_of = (None, None)  # the model and optimizer `log_dir` was checked for
         self.first_nonfinite = None
 
     # -- fit lifecycle --------------------------------------------------------
@@ -173,14 +173,14 @@ class GradWatch(keras.callbacks.Callback):
         # instrumented step is reused.
         ordered = self._instrumentation.selection
         start = int(model.optimizer.iterations.numpy())
-        run_of = (model, model.optimizer)
-        if chief and not (
-            self._run_of and all(a is b for a, b in zip(self._run_of, run_of))
+        # Once per model and optimizer: a loop of `fit` calls does not reread
+        # the log dir; a recompiled model (steps from 0 again) does.
+        checked_model, checked_optimizer = self._run_of
+        if chief and (
+            checked_model is not model or checked_optimizer is not model.optimizer
         ):
-            # Once per model and optimizer: a loop of `fit` calls does not
-            # reread the record; a recompiled model (steps from 0) does.
             self.log_dir = self._run_dir([p for p, _, _ in ordered], start)
-            self._run_of = run_of
+            self._run_of = (model, model.optimizer)
         self._instrumentation.on_recorded = self._write_recorded
         self._instrumentation.attach()
         # A subclassed model's layers are built by its first step: audit them
