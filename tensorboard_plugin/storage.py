@@ -17,7 +17,7 @@ def is_remote(path):
     return "://" in os.fspath(path)
 
 
-def _gfile(path):
+def _tensorflow(path):
     try:
         import tensorflow as tf
     except ImportError as e:
@@ -26,7 +26,19 @@ def _gfile(path):
             "through TensorFlow's tf.io.gfile; install tensorflow, or use a "
             "local directory."
         ) from e
-    return tf.io.gfile
+    return tf
+
+
+def _remote(operation, path, *args):
+    """`tf.io.gfile.<operation>(path, *args)`, its errors as `OSError`s
+    (`FileNotFoundError` for a missing path), as the local calls raise."""
+    tf = _tensorflow(path)
+    try:
+        return getattr(tf.io.gfile, operation)(path, *args)
+    except tf.errors.NotFoundError as e:
+        raise FileNotFoundError(f"{path}: {e.message}") from e
+    except tf.errors.OpError as e:
+        raise OSError(f"{path}: {e.message}") from e
 
 
 def join(directory, *names):
@@ -38,20 +50,20 @@ def join(directory, *names):
 
 def exists(path):
     if is_remote(path):
-        return _gfile(path).exists(path)
+        return _remote("exists", path)
     return os.path.exists(path)
 
 
 def isdir(path):
     if is_remote(path):
-        return _gfile(path).isdir(path)
+        return _remote("isdir", path)
     return os.path.isdir(path)
 
 
 def makedirs(path):
     """Creates `path` and its parents; nothing if it exists."""
     if is_remote(path):
-        _gfile(path).makedirs(path)
+        _remote("makedirs", path)
     else:
         os.makedirs(path, exist_ok=True)
 
@@ -59,7 +71,7 @@ def makedirs(path):
 def listdir(path):
     """Names in directory `path` (no trailing `/`)."""
     if is_remote(path):
-        return [name.rstrip("/") for name in _gfile(path).listdir(path)]
+        return [name.rstrip("/") for name in _remote("listdir", path)]
     return os.listdir(path)
 
 
@@ -69,7 +81,7 @@ def walk(top):
     if not is_remote(top):
         yield from os.walk(top)
         return
-    for directory, subdirs, files in _gfile(top).walk(top):
+    for directory, subdirs, files in _remote("walk", top):
         subdirs[:] = [name.rstrip("/") for name in subdirs]
         yield directory, subdirs, files
 
@@ -77,13 +89,13 @@ def walk(top):
 def open(path, mode="rb"):  # noqa: A001 (the module's own `open`)
     """A file object for `path`, opened with `mode` (`"rb"`, `"wb"`, ...)."""
     if is_remote(path):
-        return _gfile(path).GFile(path, mode)
+        return _remote("GFile", path, mode)
     return builtins.open(path, mode)
 
 
 def remove(path):
     if is_remote(path):
-        _gfile(path).remove(path)
+        _remote("remove", path)
     else:
         os.remove(path)
 
@@ -95,12 +107,12 @@ def check_writable(directory):
         OSError: if it cannot, with the filesystem's reason.
     """
     probe = join(directory, f".gradwatch-write-test-{uuid.uuid4().hex}")
+    makedirs(directory)
     try:
-        makedirs(directory)
         with open(probe, "wb") as f:
             f.write(b"")
-        remove(probe)
     except OSError:
         raise
-    except Exception as e:  # tf.errors.OpError from a remote filesystem
-        raise OSError(str(e)) from e
+    except Exception as e:  # a remote file's tf.errors.OpError
+        raise OSError(f"{probe}: {e}") from e
+    remove(probe)

@@ -156,10 +156,19 @@ def test_a_remote_log_dir_is_written_and_read_back_through_gfile(tmp_path, monke
     assert gradwatch.load(remote + "-2").layers[0] == "other_relu"
 
 
-def test_storage_paths():
+def test_storage_paths_and_remote_errors():
     assert storage.is_remote("gs://bucket/runs") and not storage.is_remote("/tmp/runs")
     assert storage.join("gs://bucket/runs/", "a", "b") == "gs://bucket/runs/a/b"
     assert storage.join("runs", "a") == os.path.join("runs", "a")
+    missing = f"ram://gradwatch-{uuid.uuid4().hex}/missing"
+    # Remote errors are the OSErrors local calls raise, so callers handle both.
+    with pytest.raises(FileNotFoundError, match="missing"):
+        storage.listdir(missing)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        gradwatch.load(missing)
+    err = _Stream()
+    assert cli.main(["report", missing], out=_Stream(), err=err) == cli.EXIT_ERROR
+    assert "no such log directory" in err.text
 
 
 class _Stream:
