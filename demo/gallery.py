@@ -27,6 +27,7 @@ import functools
 import math
 import os
 import re
+import shutil
 import time
 
 import numpy as np
@@ -528,6 +529,9 @@ def train_run(spec, logdir, quick=False):
 
     start = time.perf_counter()
     run_dir = os.path.join(os.fspath(logdir), spec.name)
+    # The gallery owns its run dirs: running it again replaces them (a
+    # GradWatch would otherwise write the new run beside the old one).
+    shutil.rmtree(run_dir, ignore_errors=True)
     x, y = make_task(QUICK_SAMPLES if quick else SAMPLES)
     # Every run starts from the same seed: differences come from the spec.
     keras.utils.set_random_seed(MODEL_SEED)
@@ -557,7 +561,7 @@ def train_run(spec, logdir, quick=False):
     final_loss = history.history["loss"][-1]
     seconds = time.perf_counter() - start
     return summarise(
-        gradwatch.load(run_dir), final_loss, seconds, depth, spec.name
+        gradwatch.load(watch.log_dir), final_loss, seconds, depth, spec.name
     )
 
 

@@ -213,3 +213,24 @@ def test_findings_name_each_pathology_and_spare_the_healthy_runs(quick_gallery):
             assert expected[name] <= warnings, (name, warnings)
         else:
             assert not warnings, (name, warnings)
+
+
+def test_running_the_gallery_again_replaces_its_runs(quick_gallery, tmp_path):
+    # The gallery owns its run dirs: a second `python -m demo` writes the same
+    # runs again in their place, not beside them (GradWatch keeps one run per
+    # log dir and would put another model's or a restarted run in `<dir>-2`).
+    import gradwatch
+    import warnings
+
+    _, recordings = quick_gallery
+    spec = gallery.get_spec(HE_RELU)
+    gallery.train_run(spec, tmp_path, quick=True)
+    (tmp_path / HE_RELU / "stale.txt").write_text("from the first run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gallery.train_run(spec, tmp_path, quick=True)
+    assert sorted(os.listdir(tmp_path)) == [HE_RELU]
+    assert not (tmp_path / HE_RELU / "stale.txt").exists()
+    again, first = gradwatch.load(str(tmp_path / HE_RELU)), recordings[HE_RELU]
+    np.testing.assert_array_equal(again.steps, first.steps)
+    np.testing.assert_allclose(again.metric("gradient_var"), first.metric("gradient_var"), rtol=1e-5)
