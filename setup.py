@@ -10,9 +10,11 @@ import os
 
 from setuptools import setup
 
-install_requires = ["numpy>=1.23", "tensorboard>=2.16"]
+# Keras: the oldest whose internals GradWatch relies on (see
+# gradwatch/keras_internals.py, checked by tests/test_keras_contract.py).
+install_requires = ["numpy>=1.23", "tensorboard>=2.16", "keras>=3.7"]
 if not os.environ.get("GRADWATCH_SKIP_TF_DEP"):
-    install_requires.append("tensorflow>=2.16")
+    install_requires.append("tensorflow>=2.18")  # The oldest CI tests.
 
 setup(
     name="gradwatch",

@@ -13,7 +13,7 @@ import numpy as np
 from gradwatch_tensorboard import metadata, storage
 from gradwatch_tensorboard.summary import SummaryWriter
 
-from . import activations, findings, hooks, init_audit, reader, selection
+from . import activations, findings, hooks, init_audit, keras_internals, reader, selection
 
 # Measured on a 20 x 256 ReLU MLP with BatchNorm (benchmarks/overhead.py):
 # recording every 64th step costs within noise of plain `fit`.
@@ -43,8 +43,11 @@ class GradWatch(keras.callbacks.Callback):
             a fresh `<log_dir>-2` (-3, ...) with a warning, and `self.log_dir`
             names it.
         update_freq: Record every this many training steps (a positive int),
-            and the first step of every `fit`. Steps count the optimizer's
-            iterations across `fit` calls.
+            and the first step of every `fit`. Steps are the optimizer's:
+            step `n` is the one after which its `iterations` is `n + 1`,
+            across `fit` calls. With `steps_per_execution` > 1, a call that
+            covers a multiple of `update_freq` records its last step,
+            labelled with its number.
         layers: Optional `fnmatch` pattern, or list of them, matched against
             layer paths (`"dense*"`, `"encoder/*"`). Nested models' layers are
             named `outer/inner`.
@@ -89,6 +92,7 @@ class GradWatch(keras.callbacks.Callback):
         thresholds=None,
     ):
         super().__init__()
+        keras_internals.require_tensorflow_backend()
         if thresholds is not None and not isinstance(
             thresholds, findings.Thresholds
         ):
@@ -149,7 +153,8 @@ class GradWatch(keras.callbacks.Callback):
         self._writer = None
         self._pending_audit = None
         self._next_step = 0
-        self._recording_step = None
+        self._recording = None  # The first step of a call that records.
+        self._last_written = None
         self._first_call = True
         self._run_of = (None, None)  # the model and optimizer `log_dir` was checked for
         self.first_nonfinite = None
@@ -169,10 +174,11 @@ class GradWatch(keras.callbacks.Callback):
         previous = self._instrumentation
         if previous is None or previous.model is not model or previous.optimizer is not model.optimizer:
             self._instrumentation = self._instrument(model)
+            self._last_written = None
         # else: the same model and optimizer as the last fit, whose traced
         # instrumented step is reused.
         ordered = self._instrumentation.selection
-        start = int(model.optimizer.iterations.numpy())
+        start = self._instrumentation.applied_steps()
         # Once per model and optimizer: a loop of `fit` calls does not reread
         # the log dir; a recompiled model (steps from 0 again) does.
         checked_model, checked_optimizer = self._run_of
@@ -255,6 +261,11 @@ class GradWatch(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if self._instrumentation is not None:
             self._instrumentation.reset_windows()
+        if self._attached():
+            # An epoch's last call may run fewer steps than
+            # `steps_per_execution`, or more than `steps_per_epoch` asked
+            # for: count on from the optimizer (one sync per epoch).
+            self._next_step = self._instrumentation.applied_steps()
 
     def _attached(self):
         # A later GradWatch detaches one left over from an interrupted fit.
@@ -265,24 +276,36 @@ class GradWatch(keras.callbacks.Callback):
             return
         first = self._next_step
         steps = self._steps_per_call()
+        in_epoch = self.params.get("steps") if self.params else None
+        if in_epoch:  # The epoch's last call runs what is left of it.
+            steps = max(1, min(steps, in_epoch - batch))
         self._next_step += steps
         # Record when this call covers a multiple of update_freq; the call
-        # measures its last step, and is labelled so.
-        # The first call of every fit is recorded too, so that no fit, however
-        # short, leaves nothing.
+        # measures its last step. The first call of every fit is recorded
+        # too, so that no fit, however short, leaves nothing.
         record = self._first_call or (
             (first + steps - 1) // self.update_freq * self.update_freq >= first
         )
         self._first_call = False
-        self._recording_step = first + steps - 1 if record else None
+        self._recording = first if record else None
         self._instrumentation.step(first, record)
 
-    def _write_recorded(self):
-        # Called by the model's train function right after a recorded call
-        # (no on_train_batch_end: see hooks._ModelCaptures._run).
-        if self._recording_step is not None:
-            self._write(self._recording_step)
-            self._recording_step = None
+    def _write_recorded(self, last_step):
+        # Called by the model's train function right after a recorded call,
+        # with the optimizer's number for the call's last step (no
+        # on_train_batch_end: see hooks._ModelCaptures._run).
+        if self._recording is None:
+            return
+        # Steps a loss scaler skipped do not advance the optimizer: such a
+        # step is numbered on from the call's first and the last record, so
+        # that no record replaces another.
+        last_step = max(last_step, self._recording)
+        if self._last_written is not None:
+            last_step = max(last_step, self._last_written + 1)
+        self._recording = None
+        self._last_written = last_step
+        self._next_step = last_step + 1
+        self._write(last_step)
 
     def on_train_end(self, logs=None):
         if self._instrumentation is not None:

@@ -177,15 +177,31 @@ def _finite_sums(matrices, peaks, xla):
         by_shape.setdefault(shape if small else i, []).append(i)
     parts = []
     for indices in by_shape.values():
-        x = ops.stack([matrices[i] for i in indices])  # [n, rows, units]
-        shift = x[:, :1, :]
-        # Summed as is: a sum of the matrix would lose precision.
-        shifted = x - shift
-        total = ops.sum(shifted, axis=1)
-        squares = sum_of_squares(shifted, axis=1, xla=xla)
-        peak = ops.max(x, axis=1) if peaks else ops.zeros_like(total)
-        count = ops.ones_like(total) * as_float32(ops.shape(x)[1])
-        parts.append((indices, (count, shift[:, 0, :], total, squares, peak)))
+        group = [matrices[i] for i in indices]
+
+        def stacked_sums(group=group):
+            x = ops.stack(group)  # [n, rows, units]
+            shift = x[:, :1, :]
+            # Summed as is: a sum of the matrix would lose precision.
+            shifted = x - shift
+            total = ops.sum(shifted, axis=1)
+            squares = sum_of_squares(shifted, axis=1, xla=xla)
+            peak = ops.max(x, axis=1) if peaks else ops.zeros_like(total)
+            count = ops.ones_like(total) * as_float32(ops.shape(x)[1])
+            return count, shift[:, 0, :], total, squares, peak
+
+        if len(group) == 1 or group[0].shape[0] is not None:
+            parts.append((indices, stacked_sums()))
+            continue
+        # Rows unknown until the step runs (the batch): matrices of one
+        # static shape may still differ (a layer called on two batch
+        # sizes). Then these NaN sums send every group down the masked
+        # path, which takes any number of rows.
+        rows = [ops.shape(m)[0] for m in group]
+        agree = ops.all(ops.stack([ops.equal(r, rows[0]) for r in rows[1:]]))
+        units = group[0].shape[1]
+        unknown = tuple(ops.full((len(group), units), np.nan) for _ in range(5))
+        parts.append((indices, ops.cond(agree, stacked_sums, lambda: unknown)))
     if len(parts) == 1:
         return parts[0][1]
     order = [i for indices, _ in parts for i in indices]

@@ -1,0 +1,337 @@
+"""What a recorded step computes from the tensors its taps kept, inside the
+train step: every watched layer's statistics, vectorised over layers and
+packed into one float32 vector (and, on the host, unpacked again)."""
+
+import numpy as np
+import tensorflow as tf
+
+from . import statistics as st
+
+_NAN = float("nan")
+
+
+class Measure:
+    """Turns what one trace of the train step kept into one float32 vector:
+    per watched layer its `statistics.FIELDS` and saturated counts, then the
+    activity of the units of each layer with a floor (`unpack` reads it).
+
+    Args:
+        taps: The capture's `LayerTap`s, in its order.
+        thresholds: The saturation thresholds to count at, in order.
+        replicas: The capture's `Replicas`.
+        layout: Per tap, its activity size (0 without a floor).
+        xla: Whether the step is XLA-compiled.
+    """
+
+    def __init__(self, taps, thresholds, replicas, layout, xla):
+        self.taps = taps
+        self.thresholds = thresholds
+        self.replicas = replicas
+        self._layout = layout
+        self.xla = xla
+
+    def __call__(self, trace, kernels, before):
+        """Every watched layer's fields and activity, as one float32 vector.
+
+        Vectorised over layers: a handful of ops per shape of tensor, not per
+        layer, so that a deep model's recorded step is not a long string of
+        tiny ops (whose dispatch would cost more than their arithmetic).
+        """
+        matrices = {}  # (tensor ref, unit axes) -> [rows, units] matrix
+
+        def request(tensor, unit_axes=(-1,)):
+            # A layer's input that is another watched layer's output is the
+            # same tensor: reduced once.
+            tensor = trace.aliases.get(tensor.ref(), tensor)
+            rank = max(tensor.shape.rank, 1)
+            key = (tensor.ref(), tuple(sorted(a % rank for a in unit_axes)))
+            if key not in matrices:
+                matrices[key] = st.as_units(tensor, unit_axes)
+            return key
+
+        plans = []  # per tap: {"out"|"in"|"grad"|"bn": [keys]}, or None
+        for tap in self.taps:
+            calls = trace.calls.get(tap)
+            plan = None
+            if calls:
+                plan = {"out": [], "in": [], "grad": [], "bn": []}
+                for call in calls:
+                    plan["out"].append(request(call.y))
+                    if call.x is not None:
+                        plan["in"].append(request(call.x))
+                        if tap.is_batch_norm:
+                            plan["bn"].append(request(call.x, _axes(tap.layer)))
+                    plan["grad"] += [request(dy) for dy in call.gradients]
+            plans.append(plan)
+
+        peaks = {
+            k for tap, plan in zip(self.taps, plans)
+            if plan and tap.floor is not None for k in plan["out"]
+        }
+        reduced = _Reduced(matrices, peaks, self.xla)
+        # Per-unit vectors some layers need: activity (a floor) and
+        # BatchNorm's channels; saturated counts for saturating layers.
+        unit_needs = []  # (tap index, name, [per-call partials dicts])
+        saturated = []  # (tap index, threshold index, [per-call counts])
+        for i, (tap, plan) in enumerate(zip(self.taps, plans)):
+            if plan is None:
+                continue
+            if tap.floor is not None:
+                unit_needs.append((i, "out", [reduced.units(k, ("peak",)) for k in plan["out"]]))
+            if plan["bn"]:
+                unit_needs.append((i, "bn", [reduced.units(k, st.MOMENT_FIELDS) for k in plan["bn"]]))
+            if tap.saturated is not None:
+                for j, threshold in enumerate(self.thresholds):
+                    saturated.append((i, j, [
+                        tf.reduce_sum(st.saturated_count(matrices[k], tap.saturated, threshold))
+                        for k in plan["out"]
+                    ]))
+        table, unit_needs, saturated = self._pool_replicas(reduced.table, unit_needs, saturated)
+
+        # Layers called several times (shared) pool their calls.
+        rows = {}  # (tap index, "out"|"in"|"grad") -> row of the table
+        extra = []
+        for i, plan in enumerate(plans):
+            for name in ("out", "in", "grad"):
+                if plan is None or not plan[name]:
+                    continue
+                indices = [reduced.row[k] for k in plan[name]]
+                if len(indices) == 1:
+                    rows[(i, name)] = indices[0]
+                else:
+                    rows[(i, name)] = len(reduced.row) + len(extra)
+                    extra.append(st.pool_rows(tf.gather(table, indices)))
+        nan_row = len(reduced.row) + len(extra)
+        table = tf.concat([table] + [r[None] for r in extra] + [tf.fill([1, 4], _NAN)], 0)
+
+        def column_block(name):
+            return tf.gather(table, [rows.get((i, name), nan_row) for i in range(len(self.taps))])
+
+        out, inp, grad = column_block("out"), column_block("in"), column_block("grad")
+        scale = 1.0 if trace.loss_scale is None else trace.loss_scale
+        grad = tf.stack(
+            [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
+        )
+        kernel_block = self._kernel_block(trace, kernels, before)
+        bn_block = self._batch_norm_block(trace, unit_needs)
+        sat_block = self._saturated_block(saturated)
+        fields = tf.concat(
+            [out, inp[:, :3], grad, kernel_block, bn_block, sat_block], axis=1
+        )
+        activity = self._activity(unit_needs)
+        return tf.concat([tf.reshape(fields, [-1])] + activity, axis=0)
+
+    def _pool_replicas(self, table, unit_needs, saturated):
+        """Gathers every replica's numbers and pools them: moments exactly
+        (Chan), peaks by their maximum, counts by their sum."""
+        if not self.replicas.distributed:
+            return table, unit_needs, saturated
+        pieces = [tf.reshape(table, [-1])]
+        for _, _, calls in unit_needs:
+            pieces += [v for p in calls for v in p.values()]
+        pieces += [c[None] for _, _, counts in saturated for c in counts]
+        gathered = self.replicas.gather(tf.concat(pieces, 0))  # [replicas, k]
+        size = int(table.shape[0]) * 4
+        offset = size
+        per_replica = tf.reshape(gathered[:, :size], [self.replicas.count, -1, 4])
+        table = st.pool_rows(tf.transpose(per_replica, [1, 0, 2]))
+        pooled_needs = []
+        for i, name, calls in unit_needs:
+            pooled_calls = []
+            for p in calls:
+                stacked = {}
+                for field, value in p.items():
+                    width = int(value.shape[0])
+                    stacked[field] = gathered[:, offset:offset + width]
+                    offset += width
+                pooled_calls.append(st.pool_partials(stacked))
+            pooled_needs.append((i, name, pooled_calls))
+        pooled_saturated = []
+        for i, j, counts in saturated:
+            pooled_saturated.append(
+                (i, j, [tf.reduce_sum(gathered[:, offset + n]) for n in range(len(counts))])
+            )
+            offset += len(counts)
+        return table, pooled_needs, pooled_saturated
+
+    def _kernel_block(self, trace, kernels, values_before):
+        """`[taps, 4]`: whether measured, then the squared norms of the
+        kernels' gradients, updates and values before the update."""
+        measured = [k for k in kernels if id(k) in trace.kernel_gradients]
+        received = [trace.kernel_gradients[id(k)] for k in measured]
+        gradients = self.replicas.sum([r.gradient for r in received])
+        # Each kernel's gradient carries its own optimizer's loss scale.
+        scales = tf.stack([1.0 if r.scale is None else r.scale for r in received]) if measured else None
+        before_of = {id(k): b for k, b in zip(kernels, values_before)}
+        before = [tf.reshape(before_of[id(k)], k.shape) for k in measured]
+        norms = tf.stack(
+            [
+                tf.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
+                tf.stack(
+                    st.squared_norms([k.value - b for k, b in zip(measured, before)], self.xla)
+                ),
+                tf.stack(st.squared_norms(before, self.xla)),
+            ],
+            axis=1,
+        ) if measured else tf.zeros([0, 3])
+        # A step the loss scaler skipped updated nothing: unmeasured.
+        applied = [
+            tf.constant(1.0) if r.finite is None else st.as_float32(r.finite)
+            for r in received
+        ]
+        index = {id(k): n for n, k in enumerate(measured)}
+        complete, owner, ordered = [], [], []  # (tap, kernel row) pairs
+        for i, tap in enumerate(self.taps):
+            mine = [index.get(id(k)) for k in tap.kernels]
+            complete.append(bool(mine) and None not in mine)
+            if complete[-1]:
+                owner += [i] * len(mine)
+                ordered += mine
+        sums = tf.math.unsorted_segment_sum(
+            tf.gather(norms, ordered), owner, num_segments=len(self.taps)
+        ) if ordered else tf.zeros([len(self.taps), 3])
+        # Measured: every kernel of the layer got a gradient that was applied.
+        flag = tf.math.unsorted_segment_min(
+            tf.gather(tf.stack(applied), ordered), owner, num_segments=len(self.taps)
+        ) if ordered else tf.zeros([len(self.taps)])
+        flag = tf.where(tf.constant(complete), flag, 0.0)
+        return tf.concat([flag[:, None], sums], axis=1)
+
+    def _batch_norm_block(self, trace, unit_needs):
+        """`[taps, 7]` BatchNorm fields (NaN for other layers), averaged over
+        each layer's channels in one segment reduction for all of them."""
+        width = 7
+        entries = [(i, calls) for i, name, calls in unit_needs if name == "bn"]
+        block = tf.fill([len(self.taps), width], _NAN)
+        if not entries:
+            return block
+        channels = {f: [] for f in st.MOMENT_FIELDS}
+        columns = {k: [] for k in ("moving_before", "var_before", "epsilon", "moving_mean",
+                                   "moving_var", "gamma", "beta")}
+        segments = []
+        for n, (i, calls) in enumerate(entries):
+            tap = self.taps[i]
+            layer = tap.layer
+            pooled = _pool_calls(calls)
+            for f in st.MOMENT_FIELDS:
+                channels[f].append(pooled[f])
+            size = int(pooled["count"].shape[0])
+            segments += [n] * size
+            before_mean, before_var = trace.calls[tap][0].moving_before
+            columns["moving_before"].append(tf.reshape(st.as_float32(before_mean), [-1]))
+            columns["var_before"].append(tf.reshape(st.as_float32(before_var), [-1]))
+            columns["epsilon"].append(tf.fill([size], float(layer.epsilon)))
+            for name, variable in (("moving_mean", layer.moving_mean),
+                                   ("moving_var", layer.moving_variance),
+                                   ("gamma", getattr(layer, "gamma", None)),
+                                   ("beta", getattr(layer, "beta", None))):
+                columns[name].append(
+                    tf.fill([size], _NAN) if variable is None
+                    else tf.reshape(st.as_float32(variable.value), [-1])
+                )
+        # Every BatchNorm layer's channels at once: a few ops, not a few per
+        # layer.
+        flat = {k: tf.concat(v, 0) for k, v in columns.items()}
+        statistics = st.channel_statistics(
+            {f: tf.concat(v, 0) for f, v in channels.items()},
+            flat["moving_before"], flat["var_before"], flat["epsilon"],
+        )
+        values = [*statistics] + [flat[k] for k in ("moving_mean", "moving_var", "gamma", "beta")]
+        sizes = tf.constant(np.bincount(segments), tf.float32)
+        averages = tf.stack(
+            [
+                tf.math.unsorted_segment_sum(v, segments, len(entries)) / sizes
+                for v in values
+            ],
+            1,
+        )
+        # In FIELDS order: batch mean, batch var, skew, moving mean and
+        # variance, gamma, beta.
+        return tf.tensor_scatter_nd_update(block, [[i] for i, _ in entries], averages)
+
+    def _saturated_block(self, saturated):
+        block = tf.fill([len(self.taps), len(self.thresholds)], _NAN)
+        if not saturated:
+            return block
+        return tf.tensor_scatter_nd_update(
+            block, [[i, j] for i, j, _ in saturated], tf.stack([tf.add_n(c) for _, _, c in saturated])
+        )
+
+    def _activity(self, unit_needs):
+        """Per layer with a floor (in layout order): 1 for each unit that
+        left the floor on this step, 0 for each dead one."""
+        peaks = {i: calls for i, name, calls in unit_needs if name == "out"}
+        activity = []
+        for i, (tap, size) in enumerate(zip(self.taps, self._layout)):
+            if not size:
+                continue
+            calls = peaks.get(i)
+            if calls is None or int(calls[0]["peak"].shape[0]) != size:
+                activity.append(tf.zeros([size]))
+                continue
+            activity.append(st.as_float32(_pool_calls(calls)["peak"] > tap.floor))
+        return activity
+
+
+class _Reduced:
+    """Every requested matrix reduced, with as few ops as may be: matrices
+    with one number of units (and the same need of peaks) share their ops'
+    vectors and one check for non-finite values.
+
+    Attributes:
+        table: `[matrices, 4]`: count, mean, m2 and non-finite count of each
+            matrix as a whole (pooled over its units).
+        row: Matrix key -> its row of `table`.
+    """
+
+    def __init__(self, matrices, peaks, xla):
+        by_units = {}
+        for key, matrix in matrices.items():
+            group = (matrix.shape[-1], key in peaks)
+            by_units.setdefault(group, []).append(key)
+        self._units = {}
+        self.row = {}
+        tables = []
+        groups = list(by_units.values())
+        reduced = st.grouped_unit_partials(
+            [([matrices[k] for k in keys], keys[0] in peaks) for keys in groups], xla
+        )
+        for keys, stacked in zip(groups, reduced):
+            whole = st.pool(*(stacked[f] for f in st.MOMENT_FIELDS), axis=1)
+            tables.append(tf.stack([*whole, tf.reduce_sum(stacked["nonfinite"], 1)], 1))
+            for g, key in enumerate(keys):
+                self.row[key] = len(self.row)
+                self._units[key] = (stacked, g)
+        self.table = tf.concat(tables, 0) if tables else tf.zeros([0, 4])
+
+    def units(self, key, fields):
+        """Per-unit vectors of one matrix."""
+        stacked, g = self._units[key]
+        return {f: stacked[f][g] for f in fields}
+
+
+def _pool_calls(calls):
+    """One layer's per-unit partials, its several calls (shared) pooled."""
+    return calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
+
+
+def _axes(layer):
+    return list(layer.axis) if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+
+
+def size(taps, thresholds, layout):
+    """The length of the packed vector."""
+    return len(taps) * (len(st.FIELDS) + len(thresholds)) + sum(layout)
+
+
+def unpack(packed, taps, thresholds, layout):
+    """`(fields [taps, width], {tap: activity vector})` of a packed vector."""
+    width = len(st.FIELDS) + len(thresholds)
+    count = len(taps) * width
+    fields = packed[:count].reshape(len(taps), width)
+    activity, offset = {}, count
+    for tap, units in zip(taps, layout):
+        if units:
+            activity[tap] = packed[offset:offset + units]
+            offset += units
+    return fields, activity
