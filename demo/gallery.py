@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import math
 import os
+import shutil
 import time
 
 import numpy as np
@@ -508,6 +509,9 @@ def train_run(spec, logdir, quick=False):
 
     start = time.perf_counter()
     run_dir = os.path.join(os.fspath(logdir), spec.name)
+    # The gallery owns its run dirs: running it again replaces them (a
+    # GradWatch would otherwise write the new run beside the old one).
+    shutil.rmtree(run_dir, ignore_errors=True)
     x, y = make_task(QUICK_SAMPLES if quick else SAMPLES)
     # Every run starts from the same seed: differences come from the spec.
     keras.utils.set_random_seed(MODEL_SEED)
@@ -537,7 +541,7 @@ def train_run(spec, logdir, quick=False):
     final_loss = history.history["loss"][-1]
     seconds = time.perf_counter() - start
     return summarise(
-        gradwatch.load(run_dir), final_loss, seconds, depth, spec.name
+        gradwatch.load(watch.log_dir), final_loss, seconds, depth, spec.name
     )
 
 

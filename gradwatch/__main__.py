@@ -12,6 +12,8 @@ import json
 import os
 import sys
 
+from gradwatch_tensorboard import storage
+
 from . import findings as findings_lib
 from . import reader
 
@@ -99,7 +101,7 @@ def _thresholds(overrides):
 
 def _has_events(directory):
     try:
-        names = os.listdir(directory)
+        names = storage.listdir(directory)
     except OSError:
         return False
     return any("tfevents" in name for name in names)
@@ -112,13 +114,13 @@ def find_runs(log_dir):
         _Error: if LOG_DIR is missing or no directory in it holds GradWatch
             data.
     """
-    if not os.path.exists(log_dir):
+    if not storage.exists(log_dir):
         raise _Error(f"no such log directory: {log_dir}")
-    if not os.path.isdir(log_dir):
+    if not storage.isdir(log_dir):
         raise _Error(f"not a directory: {log_dir}")
     runs = []
     problems = []
-    for directory, subdirs, _ in os.walk(log_dir):
+    for directory, subdirs, _ in storage.walk(log_dir):
         subdirs.sort()
         if not _has_events(directory):
             continue
@@ -129,12 +131,7 @@ def find_runs(log_dir):
         except OSError as e:
             problems.append(f"{directory}: {e}")
             continue
-        relative = os.path.relpath(directory, log_dir)
-        name = (
-            os.path.basename(os.path.normpath(os.path.abspath(log_dir)))
-            if relative == os.curdir
-            else relative.replace(os.sep, "/")
-        )
+        name = _run_name(log_dir, directory)
         runs.append((name, recording))
     if not runs:
         detail = f" ({'; '.join(problems)})" if problems else ""
@@ -144,6 +141,18 @@ def find_runs(log_dir):
             f"to GradWatch, or a directory above it{detail}"
         )
     return runs
+
+
+def _run_name(log_dir, directory):
+    """`directory`'s name under `log_dir`, or `log_dir`'s own name."""
+    if storage.is_remote(log_dir):
+        top = log_dir.rstrip("/")
+        relative = directory.rstrip("/")[len(top):].lstrip("/")
+        return relative or top.rsplit("/", 1)[-1]
+    relative = os.path.relpath(directory, log_dir)
+    if relative == os.curdir:
+        return os.path.basename(os.path.normpath(os.path.abspath(log_dir)))
+    return relative.replace(os.sep, "/")
 
 
 def _describe(recording):

@@ -1,19 +1,19 @@
 """The `GradWatch` Keras callback: where the statistics go, and when."""
 
+import logging
 import math
 import numbers
 import os
-import tempfile
 import time
+import warnings
 
 import keras
-from keras.src.utils import io_utils
 import numpy as np
 
-from gradwatch_tensorboard import metadata
+from gradwatch_tensorboard import metadata, storage
 from gradwatch_tensorboard.summary import SummaryWriter
 
-from . import activations, findings, hooks, init_audit, keras_internals, selection
+from . import activations, findings, hooks, init_audit, keras_internals, reader, selection
 
 # Measured on a 20 x 256 ReLU MLP with BatchNorm (benchmarks/overhead.py):
 # recording every 64th step costs within noise of plain `fit`.
@@ -35,13 +35,19 @@ class GradWatch(keras.callbacks.Callback):
     `gradwatch.load(log_dir)`.
 
     Args:
-        log_dir: Directory to write the run into. Created if missing; it must
-            be writable.
-        update_freq: Record every this many training steps (a positive int).
-            Steps are the optimizer's: step `n` is the one after which its
-            `iterations` is `n + 1`, across `fit` calls. With
-            `steps_per_execution` > 1, a call that covers a multiple of
-            `update_freq` records its last step, labelled with its number.
+        log_dir: Directory to write the run into: a local path, or remote
+            storage TensorFlow's `tf.io.gfile` reaches (`gs://`, `s3://`,
+            `hdfs://`). Created if missing; it must be writable. A log dir
+            holds one run: if it already holds another model's records, or
+            this fit starts from step 0 over earlier records, the run goes to
+            a fresh `<log_dir>-2` (-3, ...) with a warning, and `self.log_dir`
+            names it.
+        update_freq: Record every this many training steps (a positive int),
+            and the first step of every `fit`. Steps are the optimizer's:
+            step `n` is the one after which its `iterations` is `n + 1`,
+            across `fit` calls. With `steps_per_execution` > 1, a call that
+            covers a multiple of `update_freq` records its last step,
+            labelled with its number.
         layers: Optional `fnmatch` pattern, or list of them, matched against
             layer paths (`"dense*"`, `"encoder/*"`). Nested models' layers are
             named `outer/inner`.
@@ -149,6 +155,8 @@ class GradWatch(keras.callbacks.Callback):
         self._next_step = 0
         self._recording = None  # The first step of a call that records.
         self._last_written = None
+        self._first_call = True
+        self._run_of = (None, None)  # the model and optimizer `log_dir` was checked for
         self.first_nonfinite = None
 
     # -- fit lifecycle --------------------------------------------------------
@@ -170,14 +178,66 @@ class GradWatch(keras.callbacks.Callback):
         # else: the same model and optimizer as the last fit, whose traced
         # instrumented step is reused.
         ordered = self._instrumentation.selection
+        start = self._instrumentation.applied_steps()
+        # Once per model and optimizer: a loop of `fit` calls does not reread
+        # the log dir; a recompiled model (steps from 0 again) does.
+        checked_model, checked_optimizer = self._run_of
+        if chief and (
+            checked_model is not model or checked_optimizer is not model.optimizer
+        ):
+            self.log_dir = self._run_dir([p for p, _, _ in ordered], start)
+            self._run_of = (model, model.optimizer)
         self._instrumentation.on_recorded = self._write_recorded
         self._instrumentation.attach()
         # A subclassed model's layers are built by its first step: audit them
         # then, on the weights that step started from as nearly as we can.
         built = all(layer.built for _, layer, _ in ordered)
         self._pending_audit = init_audit.audit(ordered, model) if built else None
-        self._next_step = self._instrumentation.applied_steps()
+        self._next_step = start
+        self._first_call = True
         self._writer = None
+
+    def _run_dir(self, layers, start):
+        """`self.log_dir`, unless it holds another run: then a fresh sibling.
+
+        A log dir holds one run. Its records continue when every layer they
+        name is among this fit's and this fit starts after step 0 (a further
+        `fit`, `initial_epoch`, `BackupAndRestore`: a step recorded again
+        replaces the earlier record). Records of other layers, or a fit from
+        step 0 over earlier records (a notebook cell run again), are another
+        run: it goes to `<log_dir>-2` (or -3, ...), with a warning.
+        """
+        existing = reader.describe(self.log_dir)
+        if existing is None:
+            return self.log_dir  # no GradWatch records there yet
+        existing_layers, first_step, last_step = existing
+        other_layers = sorted(set(existing_layers) - set(layers))
+        if not other_layers and start > 0:
+            return self.log_dir
+        base = _sibling_base(self.log_dir)
+        number = 2
+        while storage.exists(f"{base}-{number}"):
+            number += 1
+        fresh = f"{base}-{number}"
+        _check_writable(fresh)
+        shown = ", ".join(existing_layers[:4])
+        if len(existing_layers) > 4:
+            shown += ", ..."
+        why = (
+            f"other layers ({', '.join(other_layers[:4])}"
+            f"{', ...' if len(other_layers) > 4 else ''} are not in this model)"
+            if other_layers
+            else "this fit starts again from step 0"
+        )
+        warnings.warn(
+            f"GradWatch: log_dir={self.log_dir!r} already holds a run of "
+            f"{len(existing_layers)} layers ({shown}) at steps "
+            f"{first_step}-{last_step}, and {why}. This run is written to "
+            f"{fresh!r} instead, so neither replaces the other; pass a new "
+            "log_dir to choose its name.",
+            stacklevel=2,
+        )
+        return fresh
 
     def _instrument(self, model):
         selected = selection.select_layers(
@@ -221,8 +281,12 @@ class GradWatch(keras.callbacks.Callback):
             steps = max(1, min(steps, in_epoch - batch))
         self._next_step += steps
         # Record when this call covers a multiple of update_freq; the call
-        # measures its last step.
-        record = (first + steps - 1) // self.update_freq * self.update_freq >= first
+        # measures its last step. The first call of every fit is recorded
+        # too, so that no fit, however short, leaves nothing.
+        record = self._first_call or (
+            (first + steps - 1) // self.update_freq * self.update_freq >= first
+        )
+        self._first_call = False
         self._recording = first if record else None
         self._instrumentation.step(first, record)
 
@@ -272,7 +336,7 @@ class GradWatch(keras.callbacks.Callback):
         if self._writer is None:
             self._writer = SummaryWriter(self.log_dir, layer_names)
             if self.verbose:
-                io_utils.print_msg(
+                _say(
                     f"GradWatch: watching {len(layer_names)} layers every "
                     f"{self.update_freq} steps -> {self.log_dir}"
                 )
@@ -311,7 +375,7 @@ class GradWatch(keras.callbacks.Callback):
                     step, metadata.FIRST_NONFINITE_TAG, self.first_nonfinite
                 )
                 if self.verbose:
-                    io_utils.print_msg(
+                    _say(
                         f"GradWatch: non-finite {self.first_nonfinite['kind']}s "
                         f"first seen at step {step} in layer "
                         f"'{self.first_nonfinite['layer']}'."
@@ -400,13 +464,31 @@ def _validate_types(layer_types):
 
 def _check_writable(log_dir):
     try:
-        os.makedirs(log_dir, exist_ok=True)
-        with tempfile.TemporaryFile(dir=log_dir):
-            pass
+        storage.check_writable(log_dir)
     except OSError as e:
         raise ValueError(
             f"GradWatch cannot write to log_dir={log_dir!r}: {e}"
         ) from e
+
+
+def _sibling_base(log_dir):
+    """`log_dir` as the stem of a sibling's name (`runs/a/` -> `runs/a`)."""
+    if storage.is_remote(log_dir):
+        return log_dir.rstrip("/")
+    base = os.path.normpath(log_dir)
+    if os.path.basename(base) in ("", os.curdir, os.pardir):
+        base = os.path.abspath(base)
+    return base
+
+
+def _say(message):
+    """Prints a line the way Keras prints its own: on stdout while Keras'
+    interactive logging is on (the default), else to the `gradwatch` logger
+    (`keras.config.disable_interactive_logging()`)."""
+    if keras.config.is_interactive_logging_enabled():
+        print(message, flush=True)
+    else:
+        logging.getLogger("gradwatch").info(message)
 
 
 class _LiveFindings:
@@ -502,7 +584,7 @@ class _LiveFindings:
                 continue
             if lines >= self.MAX_LINES:
                 break
-            io_utils.print_msg(
+            _say(
                 f"GradWatch {finding.severity} ({finding.rule}): "
                 f"{finding.message}. {finding.remedy}"
             )
@@ -534,7 +616,7 @@ class _LiveFindings:
         if self.verbose:
             tally = findings.counts(result)
             if not result:
-                io_utils.print_msg("GradWatch findings: none.")
+                _say("GradWatch findings: none.")
                 return result
             lines = [
                 f"GradWatch findings: {tally['warning']} warning(s), "
@@ -543,5 +625,5 @@ class _LiveFindings:
             ]
             for f in result:
                 lines.append(f"  {f.severity:<7} {f.rule}: {f.message}")
-            io_utils.print_msg("\n".join(lines))
+            _say("\n".join(lines))
         return result

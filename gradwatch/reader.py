@@ -1,14 +1,14 @@
 """Reads back what `GradWatch` wrote: `gradwatch.load(log_dir)`."""
 
-import glob
 import json
 import os
+import struct
+import sys
 
 import numpy as np
-from tensorboard.backend.event_processing import event_file_loader
-from tensorboard.util import tensor_util
+from tensorboard.compat.proto import event_pb2, types_pb2
 
-from gradwatch_tensorboard import metadata
+from gradwatch_tensorboard import metadata, storage
 
 
 class Recording:
@@ -95,15 +95,207 @@ def _metric_order(name):
 
 
 def _event_files(log_dir):
-    return sorted(glob.glob(os.path.join(glob.escape(log_dir), "*tfevents*")))
+    return [
+        storage.join(log_dir, name)
+        for name in sorted(storage.listdir(log_dir))
+        if "tfevents" in name
+    ]
+
+
+def _crc32c_table():
+    # CRC-32C (Castagnoli), bit-reflected polynomial 0x82F63B78.
+    table = []
+    for byte in range(256):
+        crc = byte
+        for _ in range(8):
+            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
+        table.append(crc)
+    return tuple(table)
+
+
+_CRC32C = _crc32c_table()
+
+
+def masked_crc32c(data):
+    """The checksum a TFRecord frame stores for `data` (masked CRC-32C)."""
+    crc = 0xFFFFFFFF
+    table = _CRC32C
+    for byte in data:
+        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
+    crc ^= 0xFFFFFFFF
+    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
+
+
+def _frame_length(f):
+    """Reads a frame header: the payload's length, or None at the end or
+    at a damaged header."""
+    header = f.read(12)
+    if len(header) < 12:
+        return None
+    length, length_crc = struct.unpack("<QI", header)
+    if masked_crc32c(header[:8]) != length_crc:
+        return None
+    return length
+
+
+def _frame_payload(f, length):
+    """Reads a frame's payload and checksum: the payload, or None if it is
+    truncated or damaged."""
+    data = f.read(length)
+    footer = f.read(4)
+    if len(data) < length or len(footer) < 4:
+        return None
+    if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
+        return None
+    return data
+
+
+def read_records(path):
+    """Payloads of the TFRecord file at `path`, without TensorFlow.
+
+    A frame is a little-endian uint64 length, the masked CRC-32C of those 8
+    bytes, the payload and its masked CRC-32C. A truncated or corrupt frame
+    ends the file: a run still being written, or a damaged tail, keeps every
+    record before it.
+    """
+    with storage.open(path, "rb") as f:
+        while True:
+            length = _frame_length(f)
+            data = None if length is None else _frame_payload(f, length)
+            if data is None:
+                return
+            yield data
+
+
+def _frame_offsets(f):
+    """`(offset, length)` of each frame of an open TFRecord file, reading
+    only the headers (the last payload may be truncated)."""
+    offset = 0
+    while True:
+        f.seek(offset)
+        length = _frame_length(f)
+        if length is None:
+            return
+        yield offset, length
+        offset += 12 + length + 4
+
+
+def _event_at(f, offset, length):
+    """The Event in the frame at `offset`, or None if it is damaged."""
+    f.seek(offset + 12)
+    data = _frame_payload(f, length)
+    if data is None:
+        return None
+    try:
+        return event_pb2.Event.FromString(data)
+    except Exception:  # not an Event
+        return None
+
+
+def _gradwatch_layers(event):
+    for value in event.summary.value:
+        if (
+            value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME
+            and metadata.metric_from_tag(value.tag) is not None
+        ):
+            try:
+                return metadata.parse_plugin_content(
+                    value.metadata.plugin_data.content
+                )["layers"]
+            except ValueError:
+                return None
+    return None
+
+
+def describe(log_dir):
+    """What GradWatch records `log_dir` holds, reading little of them.
+
+    Each event file's frame headers are skipped through; only the events up
+    to its first GradWatch record and its last intact event are decoded, so
+    this takes a fraction of `load`'s time on a long run.
+
+    Args:
+        log_dir: A directory (local or remote).
+
+    Returns:
+        `(layers, first_step, last_step)`, layers in order of first
+        appearance; or None if `log_dir` is missing or holds no GradWatch
+        records.
+    """
+    if not storage.isdir(log_dir):
+        return None
+    layers, steps = [], []
+    for path in _event_files(log_dir):
+        with storage.open(path, "rb") as f:
+            frames = list(_frame_offsets(f))
+            first = None
+            for offset, length in frames:
+                event = _event_at(f, offset, length)
+                if event is None:
+                    break
+                names = _gradwatch_layers(event)
+                if names:
+                    first = event.step
+                    layers.extend(n for n in names if n not in layers)
+                    break
+            if first is None:
+                continue
+            steps.append(first)
+            for offset, length in reversed(frames[-2:]):
+                event = _event_at(f, offset, length)
+                if event is not None:
+                    steps.append(event.step)
+                    break
+    if not steps:
+        return None
+    return layers, min(steps), max(steps)
+
+
+def _records(path):
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not hasattr(tf, "compat"):
+        yield from read_records(path)
+        return
+    # In a process that has TensorFlow already (a training script), its C++
+    # reader checks the same frames many times faster.
+    try:
+        for record in tf.data.TFRecordDataset(path):
+            yield record.numpy()
+    except tf.errors.OpError:  # a truncated or corrupt frame ends the file
+        return
 
 
 def _read_events(path):
     """Events of one file; a truncated or corrupt tail ends the file."""
+    for data in _records(path):
+        try:
+            yield event_pb2.Event.FromString(data)
+        except Exception:  # A record that is no Event: keep what came before.
+            return
+
+
+_FLOAT_TYPES = {types_pb2.DT_FLOAT: "<f4", types_pb2.DT_DOUBLE: "<f8"}
+
+
+def _numbers(tensor):
+    """The float values of a TensorProto as a flat float64 array."""
+    dtype = _FLOAT_TYPES.get(tensor.dtype)
+    if dtype is None:
+        raise ValueError(f"not a float tensor: dtype {tensor.dtype}")
+    if tensor.tensor_content:
+        return np.frombuffer(tensor.tensor_content, dtype).astype(np.float64)
+    values = tensor.float_val if tensor.dtype == types_pb2.DT_FLOAT else tensor.double_val
+    return np.array(values, np.float64)
+
+
+def _document(tensor):
+    """The JSON document in a string TensorProto, or None."""
+    if tensor.dtype != types_pb2.DT_STRING or len(tensor.string_val) != 1:
+        return None
     try:
-        yield from event_file_loader.EventFileLoader(path).Load()
-    except Exception:  # A damaged record: keep what came before it.
-        return
+        return json.loads(tensor.string_val[0].decode("utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return None
 
 
 def load(log_dir):
@@ -128,7 +320,7 @@ def load(log_dir):
     >>> run.metric("dead_fraction")[-1]  # per layer, at the last step
     """
     log_dir = os.fspath(log_dir)
-    if not os.path.isdir(log_dir):
+    if not storage.isdir(log_dir):
         raise FileNotFoundError(f"No such log directory: {log_dir!r}")
     layers = []  # ordered union over files
     records = {}  # step -> (wall_time, {metric: (layer names, vector)})
@@ -166,11 +358,7 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
     tag = value.tag
     if tag == metadata.FINDINGS_TAG:
         # The latest document wins (files and events are read in order).
-        text = tensor_util.make_ndarray(value.tensor).reshape(-1)[0]
-        try:
-            document = json.loads(text.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            return
+        document = _document(value.tensor)
         if isinstance(document, dict):
             documents[tag] = document
         return
@@ -187,7 +375,10 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
                 layers.append(name)
     metric = metadata.metric_from_tag(tag)
     if metric is not None and tag in tag_layers:
-        vector = tensor_util.make_ndarray(value.tensor).astype(np.float64)
+        try:
+            vector = _numbers(value.tensor)
+        except ValueError:
+            return
         names = tag_layers[tag]
         if vector.shape != (len(names),):
             return
@@ -197,13 +388,15 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
         record[metric] = (names, vector)
         records[event.step] = (max(wall_time, event.wall_time), record)
     elif tag.startswith(metadata.SCALAR_TAG_PREFIX):
-        number = tensor_util.make_ndarray(value.tensor)
-        scalars.setdefault(tag[len(metadata.SCALAR_TAG_PREFIX):], {})[
-            event.step
-        ] = float(number)
-    elif tag in (metadata.INIT_AUDIT_TAG, metadata.FIRST_NONFINITE_TAG):
-        text = tensor_util.make_ndarray(value.tensor).reshape(-1)[0]
         try:
-            documents[tag] = json.loads(text.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError):
-            pass
+            number = _numbers(value.tensor)
+        except ValueError:
+            return
+        if number.size == 1:
+            scalars.setdefault(tag[len(metadata.SCALAR_TAG_PREFIX):], {})[
+                event.step
+            ] = float(number[0])
+    elif tag in (metadata.INIT_AUDIT_TAG, metadata.FIRST_NONFINITE_TAG):
+        document = _document(value.tensor)
+        if document is not None:
+            documents[tag] = document

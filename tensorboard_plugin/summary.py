@@ -14,14 +14,13 @@ import sys
 import time
 
 import numpy as np
-from tensorboard.compat import tf as tf_or_stub
 from tensorboard.compat.proto import event_pb2, summary_pb2, tensor_pb2
 from tensorboard.compat.proto import tensor_shape_pb2, types_pb2
 from tensorboard.plugins.scalar import metadata as scalar_metadata
 from tensorboard.summary.writer.record_writer import RecordWriter
 from tensorboard.util import tensor_util
 
-from . import metadata
+from . import metadata, storage
 
 _file_numbers = itertools.count()
 
@@ -37,8 +36,8 @@ class _EventFile:
     """
 
     def __init__(self, log_dir, suffix):
-        tf_or_stub.io.gfile.makedirs(log_dir)
-        self.path = os.path.join(
+        storage.makedirs(log_dir)
+        self.path = storage.join(
             log_dir,
             "events.out.tfevents.%010d.%s.%s.%s%s"
             % (time.time(), socket.gethostname(), os.getpid(), next(_file_numbers), suffix),
@@ -47,7 +46,7 @@ class _EventFile:
         if tf is not None and hasattr(tf, "io"):
             self._records = tf.io.TFRecordWriter(self.path)
         else:
-            self._records = RecordWriter(tf_or_stub.io.gfile.GFile(self.path, "wb"))
+            self._records = RecordWriter(storage.open(self.path, "wb"))
         self.write(
             event_pb2.Event(
                 wall_time=time.time(),

@@ -139,8 +139,11 @@ def test_too_large_init_grows_variance_per_layer_both_ways(quick_gallery):
     backward = gallery.backward_ratios(run)[0]  # step 0, before any update
     forward_var = hidden(run, "activation_var")[0]
     forward = forward_var[-1] / forward_var[0]
-    assert expected / 10 < backward < expected * 10
-    assert expected / 10 < forward < expected * 10
+    # One seeded draw of 128-wide weights moves each layer's factor by about
+    # 10% (4.7-6.3 here) and the product to 0.82x (forward) and 0.90x
+    # (backward) of 6^(L-1); a factor of 7 per layer leaves this band.
+    assert expected / 1.5 < backward < expected * 1.5
+    assert expected / 1.5 < forward < expected * 1.5
 
 
 def test_clipnorm_bounds_the_updates_and_keeps_training_finite(quick_gallery):
@@ -154,8 +157,12 @@ def test_clipnorm_bounds_the_updates_and_keeps_training_finite(quick_gallery):
     norms = clipped.metric("gradient_norm")
     assert np.isfinite(norms).all()
     assert (norms.max(axis=0) <= 2.0 * norms[0]).all()
+    # Row 1 comes before the unclipped run's first NaN/Inf: finite, and
+    # already 100x the clipped run's norms in every layer.
+    assert free.steps[1] < free.first_nonfinite["step"]
     free_norms = free.metric("gradient_norm")[1]
-    assert not (np.isfinite(free_norms) & (free_norms < 100 * norms[0])).any()
+    assert np.isfinite(free_norms).all()
+    assert (free_norms >= 100 * norms[0]).all()
     # Step 0: same weights, same batch, so the two updates differ exactly by
     # the clipping factor |g| / clipnorm wherever |g| > clipnorm.
     grad_norm = free.metric("gradient_norm")[0]
@@ -256,3 +263,24 @@ def test_demo_opens_tensorboard_first_and_trains_into_it(tmp_path):
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_running_the_gallery_again_replaces_its_runs(quick_gallery, tmp_path):
+    # The gallery owns its run dirs: a second `python -m demo` writes the same
+    # runs again in their place, not beside them (GradWatch keeps one run per
+    # log dir and would put another model's or a restarted run in `<dir>-2`).
+    import gradwatch
+    import warnings
+
+    _, recordings = quick_gallery
+    spec = gallery.get_spec(HE_RELU)
+    gallery.train_run(spec, tmp_path, quick=True)
+    (tmp_path / HE_RELU / "stale.txt").write_text("from the first run")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        gallery.train_run(spec, tmp_path, quick=True)
+    assert sorted(os.listdir(tmp_path)) == [HE_RELU]
+    assert not (tmp_path / HE_RELU / "stale.txt").exists()
+    again, first = gradwatch.load(str(tmp_path / HE_RELU)), recordings[HE_RELU]
+    np.testing.assert_array_equal(again.steps, first.steps)
+    np.testing.assert_allclose(again.metric("gradient_var"), first.metric("gradient_var"), rtol=1e-5)

@@ -3,9 +3,10 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import gradwatch
-from conftest import fit_and_load, rng
+from conftest import column, fit_and_load, rng
 
 MODES = {
     "xla": dict(jit_compile=True),
@@ -14,14 +15,14 @@ MODES = {
 }
 
 
-def mlp():
+def mlp(dropout=0.2):
     return keras.Sequential(
         [
             keras.Input((8,)),
             keras.layers.Dense(16, activation="relu", name="a"),
             keras.layers.BatchNormalization(name="bn"),
             keras.layers.Dense(16, activation="tanh", name="b"),
-            keras.layers.Dropout(0.2, name="drop"),
+            keras.layers.Dropout(dropout, name="drop"),
             keras.layers.Dense(1, name="out"),
         ]
     )
@@ -33,15 +34,24 @@ def data(n=128, d=8, out=1, seed=0):
     return x, y
 
 
-@pytest.mark.parametrize("mode", sorted(MODES))
-def test_execution_modes_record_the_same_layers(log_dir, mode):
-    model = mlp()
-    model.compile("adam", "mse", **MODES[mode])
-    run = fit_and_load(model, *data(), log_dir, update_freq=2)
-    assert run.layers == ["a", "bn", "b", "out"]  # Dropout has neither
-    np.testing.assert_array_equal(run.steps, [0, 2])
-    for name in ("activation_var", "gradient_var", "gradient_norm"):
-        assert np.isfinite(run.metric(name)[:, [0, 2, 3]]).all(), name
+def test_execution_modes_record_the_same_layers_and_values(tmp_path):
+    runs = {}
+    for mode in sorted(MODES):
+        keras.utils.set_random_seed(0)  # the same weights
+        model = mlp(dropout=0.0)  # no random masks, which differ across modes
+        model.compile("adam", "mse", **MODES[mode])
+        runs[mode] = fit_and_load(model, *data(), str(tmp_path / mode), update_freq=2)
+    for mode, run in runs.items():
+        assert run.layers == ["a", "bn", "b", "out"], mode  # Dropout has neither
+        np.testing.assert_array_equal(run.steps, [0, 2])
+        for name in ("activation_var", "gradient_var", "gradient_norm"):
+            assert np.isfinite(run.metric(name)[:, [0, 2, 3]]).all(), (mode, name)
+        # XLA, graph and eager measure the same steps of the same training.
+        for name in run.metrics:
+            np.testing.assert_allclose(
+                run.metric(name), runs["graph"].metric(name), rtol=1e-4, atol=1e-6,
+                equal_nan=True, err_msg=f"{mode} {name}",
+            )
 
 
 def test_gradwatch_does_not_change_training(tmp_path):
@@ -87,10 +97,28 @@ def test_functional_nested_and_shared_layers(log_dir):
     outputs = keras.layers.Dense(1, name="out")(h)
     model = keras.Model(inputs, outputs)
     model.compile("sgd", "mse")
-    run = fit_and_load(model, *data(), log_dir, update_freq=4)
+    # Step 0 measures the first batch on the initial weights: compute the
+    # shared layer's two outputs and dLoss/d(each) here.
+    x, y = data()
+    batch, target = tf.constant(x[:32]), tf.constant(y[:32])
+    with tf.GradientTape() as tape:
+        first = shared(encoder(batch))
+        second = shared(first)
+        tape.watch([first, second])
+        loss = keras.losses.MeanSquaredError()(target, model.get_layer("out")(second))
+    grads = tape.gradient(loss, [first, second])
+    run = fit_and_load(model, x, y, log_dir, update_freq=4)
     assert run.layers == ["encoder/inner_dense", "shared", "out"]
     # The shared layer pools both calls: twice the elements of one.
-    assert np.isfinite(run.metric("gradient_var")).all()
+    outputs = np.concatenate([first.numpy().ravel(), second.numpy().ravel()])
+    gradients = np.concatenate([g.numpy().ravel() for g in grads])
+    for metric, expected in (("activation_mean", outputs.mean()), ("activation_var", outputs.var()),
+                             ("gradient_var", gradients.var())):
+        np.testing.assert_allclose(column(run, metric, "shared", 0), expected, rtol=1e-4, err_msg=metric)
+        # Pooled, not either call alone.
+        for one in (first, second) if metric.startswith("activation") else grads:
+            alone = one.numpy().mean() if metric == "activation_mean" else one.numpy().var()
+            assert not np.isclose(alone, expected, rtol=1e-3), metric
 
 
 class Subclassed(keras.Model):
@@ -146,11 +174,20 @@ def test_conv_and_rnn_layers(log_dir):
         ]
     )
     model.compile("adam", "mse")
-    x = rng(0).normal(size=(64, 12, 12, 3)).astype(np.float32)
+    # Channels 0 and 1 dead by construction (zero kernel, bias -1: ReLU's
+    # floor everywhere, zero gradient, so they stay dead); channels 2 and 3
+    # alive everywhere (bias 10 against a kernel of at most 0.01 x 27
+    # inputs of |x| < 6).
+    kernel, bias = model.get_layer("conv").get_weights()
+    kernel[..., :2] = 0.0
+    kernel[..., 2:] = rng(5).uniform(-0.01, 0.01, size=kernel[..., 2:].shape)
+    model.get_layer("conv").set_weights([kernel, np.array([-1.0, -1.0, 10.0, 10.0], np.float32)])
+    x = np.clip(rng(0).normal(size=(64, 12, 12, 3)), -5.9, 5.9).astype(np.float32)
     run = fit_and_load(model, x, x[:, 0, 0, :1], log_dir, update_freq=1)
     assert run.layers == ["conv", "bn", "lstm", "out"]
     conv = run.layers.index("conv")
-    assert (run.metric("dead_units")[:, conv] <= 4).all()
+    np.testing.assert_array_equal(run.metric("dead_units")[:, conv], 2.0)
+    np.testing.assert_array_equal(run.metric("dead_fraction")[:, conv], 0.5)
     assert np.isfinite(run.metric("bn_batch_var")[:, 1]).all()
     assert np.isfinite(run.metric("gradient_var")[:, 2]).all()
 

@@ -67,14 +67,28 @@ def test_two_models_in_one_process_do_not_interfere(tmp_path):
     first, second = two_layer_model(16), two_layer_model(4)
     a = gradwatch.GradWatch(str(tmp_path / "a"), update_freq=1, verbose=0)
     b = gradwatch.GradWatch(str(tmp_path / "b"), update_freq=2, verbose=0)
-    first.fit(x, x[:, :1], batch_size=16, verbose=0, callbacks=[a])
-    second.fit(x, x[:, :1], batch_size=16, verbose=0, callbacks=[b])
-    first.fit(x, x[:, :1], batch_size=16, verbose=0, callbacks=[a])
+    first.fit(x, x[:, :1], batch_size=16, shuffle=False, verbose=0, callbacks=[a])
+    second.fit(x, x[:, :1], batch_size=16, shuffle=False, verbose=0, callbacks=[b])
+    first.fit(x, x[:, :1], batch_size=16, shuffle=False, verbose=0, callbacks=[a])
     run_a, run_b = gradwatch.load(str(tmp_path / "a")), gradwatch.load(str(tmp_path / "b"))
     np.testing.assert_array_equal(run_a.steps, np.arange(8))
     np.testing.assert_array_equal(run_b.steps, [0, 2])
     assert np.isfinite(run_a.metric("activation_var")).all()
     assert np.isfinite(run_b.metric("activation_var")).all()
+    # Each records exactly what the same model and callback record alone.
+    for width, name, update_freq, fits, interleaved in (
+        (16, "a", 1, 2, run_a), (4, "b", 2, 1, run_b),
+    ):
+        model = two_layer_model(width)
+        alone = gradwatch.GradWatch(str(tmp_path / (name + "_alone")), update_freq=update_freq, verbose=0)
+        for _ in range(fits):
+            model.fit(x, x[:, :1], batch_size=16, shuffle=False, verbose=0, callbacks=[alone])
+        expected = gradwatch.load(alone.log_dir)
+        np.testing.assert_array_equal(interleaved.steps, expected.steps)
+        assert interleaved.metrics == expected.metrics
+        for metric in expected.metrics:
+            np.testing.assert_allclose(interleaved.metric(metric), expected.metric(metric),
+                                       rtol=1e-6, equal_nan=True, err_msg=f"{name} {metric}")
 
 
 def test_two_gradwatch_on_one_model_each_record_what_they_would_alone(tmp_path):
