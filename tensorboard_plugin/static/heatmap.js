@@ -198,8 +198,10 @@ export class HeatmapView {
     }
     const first = d.ranges[0][0];
     const last = d.ranges[d.ranges.length - 1][1];
-    let text = `${d.layers.length} layers \u00b7 ${formatStep(d.totalSteps)} recorded steps (${formatStep(first)}\u2013${formatStep(last)})`;
-    if (d.steps.length < d.totalSteps) text += ` \u00b7 ${formatStep(d.steps.length)} columns`;
+    let text = `${d.layers.length} layers \u00b7 ${formatStep(d.totalSteps)} recorded steps`;
+    if (d.zoomed) text += ` \u00b7 ${formatStep(d.rangeSteps)} of them in view (${formatStep(first)}\u2013${formatStep(last)})`;
+    else text += ` (${formatStep(first)}\u2013${formatStep(last)})`;
+    if (d.steps.length < (d.zoomed ? d.rangeSteps : d.totalSteps)) text += ` \u00b7 ${formatStep(d.steps.length)} columns`;
     this.meta.textContent = text;
   }
 

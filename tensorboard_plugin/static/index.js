@@ -5,7 +5,7 @@
 // state (runs, metric, filter, zoom, open profile), the polling loop and the
 // wiring between the toolbar, the heatmap panels, the legend and the profile.
 
-import { decodeHeatmap, getJSON } from './api.js';
+import { getHeatmap, getJSON, heatmapData } from './api.js';
 import { buildScale } from './colors.js';
 import { Controls } from './controls.js';
 import { FindingsPanel } from './findings.js';
@@ -17,17 +17,9 @@ import { Tooltip } from './tooltip.js';
 
 const POLL_MS = 5000;
 const FULL_REFRESH_MS = 30000; // re-fetch a heatmap at least this often
-const CELL_BUDGET = 600000; // max columns x layers requested when zoomed
-const MAX_COLUMNS = 16000;
+const MAX_COLUMNS = 20000; // the server's limit
 const MIN_ROW_PX = 6; // 500 layers -> 3000 px of rows, scrolled inside the panel
 const MAX_ROW_PX = 22;
-const DEFAULT_METRIC = 'activation_var';
-const PREFERRED_ORDER = [
-  'activation_var', 'gradient_var', 'activation_gain', 'gradient_norm', 'update_ratio',
-  'activation_mean', 'saturation_fraction', 'dead_fraction', 'dead_units', 'dead_units_window',
-  'bn_batch_mean', 'bn_batch_var', 'bn_moving_mean', 'bn_moving_var', 'bn_gamma', 'bn_beta',
-  'bn_skew', 'activation_nonfinite', 'gradient_nonfinite',
-];
 
 function loadStylesheet() {
   if (document.querySelector('link[data-gw-style]')) return Promise.resolve();
@@ -42,6 +34,26 @@ function loadStylesheet() {
   });
 }
 
+/** Whether a fetched heatmap holds the same steps and values as `data`. */
+function sameValues(data, answer) {
+  const ranges = answer.header.step_ranges || [];
+  if (data.totalSteps !== Number(answer.header.total_steps) || data.ranges.length !== ranges.length) return false;
+  for (let c = 0; c < ranges.length; c++) {
+    if (data.ranges[c][0] !== ranges[c][0] || data.ranges[c][1] !== ranges[c][1]) return false;
+  }
+  const a = data.values;
+  const b = answer.values;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/** The steps a panel's run covers, [first, last + 1), whether its data is zoomed or not. */
+function fullExtent(data) {
+  if (!data || !data.totalSteps) return null;
+  return data.zoomed ? [data.firstStep, data.lastStep + 1] : dataExtent(data);
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -53,6 +65,8 @@ class App {
   constructor(root) {
     this.runs = [];
     this.metricInfo = {};
+    this.metricNames = []; // the server's list (metadata.METRIC_NAMES), in menu order
+    this.defaultMetric = null;
     this.runsText = null;
     this.runsError = null;
     this.run = null;
@@ -179,11 +193,11 @@ class App {
       run: String(r.run),
       layers: Array.isArray(r.layers) ? r.layers.map(String) : [],
       metrics: Array.isArray(r.metrics) ? r.metrics.map(String) : [],
-      numSteps: Number(r.num_steps) || 0,
-      firstStep: Number(r.first_step) || 0,
       lastStep: Number(r.last_step) || 0,
     }));
     this.metricInfo = (json && json.metric_info) || {};
+    this.metricNames = Array.isArray(json && json.metric_names) ? json.metric_names.map(String) : [];
+    this.defaultMetric = json && json.default_metric ? String(json.default_metric) : null;
     const names = this.runs.map((r) => r.run);
     const hasRuns = names.length > 0;
     this.empty.hidden = hasRuns;
@@ -196,7 +210,7 @@ class App {
     this.syncPanels();
   }
 
-  /** Metric choices: union over the selected runs, in the preferred order. */
+  /** Metric choices: union over the selected runs, in the server's order. */
   syncMetrics() {
     const present = new Set();
     for (const name of this.selectedRuns()) {
@@ -204,12 +218,12 @@ class App {
       if (info) info.metrics.forEach((m) => present.add(m));
     }
     const rank = (m) => {
-      const i = PREFERRED_ORDER.indexOf(m);
-      return i < 0 ? PREFERRED_ORDER.length : i;
+      const i = this.metricNames.indexOf(m);
+      return i < 0 ? this.metricNames.length : i;
     };
     const names = [...present].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
     if (!names.includes(this.metric)) {
-      this.metric = names.includes(DEFAULT_METRIC) ? DEFAULT_METRIC : (names[0] || null);
+      this.metric = names.includes(this.defaultMetric) ? this.defaultMetric : (names[0] || null);
     }
     this.controls.setMetrics(names.map((name) => {
       const info = this.metricInfo[name] || {};
@@ -250,20 +264,30 @@ class App {
         }
       },
     });
-    return { run, view, data: null, text: null, key: null, sig: null, fetchedAt: 0, seq: 0, error: null };
+    return { run, view, data: null, dataKey: null, key: null, sig: null, fetchedAt: 0, seq: 0, error: null };
   }
 
   // ---- heatmap data --------------------------------------------------------
 
-  columnsFor(p, info) {
-    const width = p.view.el.clientWidth || this.panelHost.clientWidth || 800;
-    const base = Math.max(100, Math.round(width / 50) * 50);
-    if (!this.zoom) return base;
-    const span = Math.max(1, info.lastStep - info.firstStep + 1);
-    const frac = Math.min(1, Math.max(1e-6, (this.zoom[1] - this.zoom[0]) / span));
-    const factor = Math.pow(2, Math.ceil(Math.log2(1 / frac)));
-    const cap = Math.max(base, Math.min(MAX_COLUMNS, Math.floor(CELL_BUDGET / Math.max(1, info.layers.length))));
-    return Math.min(cap, Math.max(base, Math.min(base * factor, info.numSteps || base)));
+  /**
+   * Columns to ask for: one per device pixel of the heatmap's width (rounded
+   * up to 50, so a small resize reuses the data), zoomed or not: a zoom asks
+   * for its own step range, so it gets real detail at screen resolution.
+   */
+  columnsFor(p) {
+    const width = p.view.bodyW || p.view.el.clientWidth || this.panelHost.clientWidth || 800;
+    const px = width * (window.devicePixelRatio || 1);
+    return Math.min(MAX_COLUMNS, Math.max(100, Math.ceil(px / 50) * 50));
+  }
+
+  /** The zoom as the recorded steps it shows: {start_step, end_step}, or {}. */
+  zoomParams() {
+    if (!this.zoom) return {};
+    // A column spans from its step to the next one, so the steps that start
+    // inside [zoom[0], zoom[1]) are the ones shown.
+    const start = Math.max(0, Math.floor(this.zoom[0]));
+    const end = Math.max(start, Math.ceil(this.zoom[1]) - 1);
+    return { start_step: String(start), end_step: String(end) };
   }
 
   /** Fetches heatmaps whose request or run changed (or that are older than FULL_REFRESH_MS). */
@@ -281,42 +305,44 @@ class App {
       p.key = null;
       p.error = null;
       p.view.setLoading(false);
-      this.setPanelData(p, null, null);
+      this.setPanelData(p, null);
       p.view.showMessage(metric
         ? `\u201c${this.metricLabel(metric)}\u201d is not recorded for this run.`
         : 'No metrics recorded for this run yet.');
       return;
     }
-    const columns = this.columnsFor(p, info);
-    const key = `${metric}|${columns}`;
-    const sig = [info.numSteps, info.firstStep, info.lastStep, info.layers.length].join('|');
+    const columns = this.columnsFor(p);
+    const range = this.zoomParams();
+    const key = `${metric}|${columns}|${range.start_step}|${range.end_step}`;
+    const sig = [info.lastStep, info.layers.length].join('|');
     const fresh = Date.now() - p.fetchedAt < FULL_REFRESH_MS;
     if (key === p.key && sig === p.sig && fresh) return;
     const seq = ++p.seq;
     if (!p.data || p.data.metric !== metric) p.view.setLoading(true);
     try {
-      const { json, text } = await getJSON('heatmap', { run: p.run, metric, max_columns: String(columns) });
+      const answer = await getHeatmap({ run: p.run, metric, max_columns: String(columns), ...range });
       if (seq !== p.seq) return;
       Object.assign(p, { key, sig, fetchedAt: Date.now(), error: null });
       p.view.setLoading(false);
       p.view.showMessage('');
-      if (text === p.text) return; // unchanged: no redraw, no flicker
-      const data = decodeHeatmap(json);
+      if (p.data && p.key === p.dataKey && sameValues(p.data, answer)) return; // unchanged: no redraw, no flicker
+      const data = heatmapData(answer);
       data.metric = metric;
-      this.setPanelData(p, data, text);
+      data.zoomed = Boolean(range.start_step);
+      p.dataKey = key;
+      this.setPanelData(p, data);
     } catch (err) {
       if (seq !== p.seq) return;
       p.view.setLoading(false);
       Object.assign(p, { key, sig, fetchedAt: Date.now(), error: `Heatmap for ${p.run}: ${err.message}` });
-      if (p.data && p.data.metric !== metric) this.setPanelData(p, null, null);
+      if (p.data && p.data.metric !== metric) this.setPanelData(p, null);
       p.view.showMessage(`Could not load heatmap: ${err.message}`, true);
     }
   }
 
-  setPanelData(p, data, text) {
+  setPanelData(p, data) {
     if (p.data === data) return;
     p.data = data;
-    p.text = text;
     this.rebuildScale();
   }
 
@@ -336,7 +362,7 @@ class App {
     let lo = Infinity;
     let hi = -Infinity;
     for (const p of this.panels) {
-      const ext = dataExtent(p.data);
+      const ext = fullExtent(p.data);
       if (ext) {
         lo = Math.min(lo, ext[0]);
         hi = Math.max(hi, ext[1]);
@@ -382,7 +408,9 @@ class App {
     if (info && finding.metric && info.metrics.includes(finding.metric) && finding.metric !== this.metric) {
       this.selectMetric(finding.metric);
     }
-    const first = info ? info.firstStep : 0;
+    const panel = this.panels.find((p) => p.run === run);
+    const extent = panel ? fullExtent(panel.data) : null;
+    const first = extent ? extent[0] : 0;
     const last = info ? Math.max(info.lastStep, finding.last) : finding.last;
     if (finding.first <= first && finding.last >= last) {
       this.setZoom(null);
@@ -390,7 +418,6 @@ class App {
       const pad = Math.max(1, 0.15 * (finding.last - finding.first), 0.04 * Math.max(1, last - first));
       this.setZoom([Math.max(first, finding.first - pad), Math.min(last + 1, finding.last + pad)]);
     }
-    const panel = this.panels.find((p) => p.run === run);
     if (panel && finding.layers.length) {
       if (!panel.view.scrollToLayer(finding.layers[0]) && this.filter) {
         this.controls.filter.value = '';
