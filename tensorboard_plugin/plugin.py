@@ -555,8 +555,8 @@ def quantise(values, scale):
     """Encodes float values as uint16 codes with their scale.
 
     Metrics coloured on a log scale (`"log"`, `"ratio"`) whose finite values
-    are all >= 0 are encoded on log10 (0 gets `CODE_ZERO`); the rest linearly.
-    Integers spanning fewer than `CODE_LEVELS` values (counts) are encoded
+    are all >= 0 are encoded on log10 (0 gets `CODE_ZERO`); the rest linearly,
+    from a whole number of steps below 0 (so 0 stays 0). Integers spanning fewer than `CODE_LEVELS` values (counts) are encoded
     exactly. NaN, +Inf and -Inf get codes of their own.
 
     Args:
@@ -574,7 +574,7 @@ def quantise(values, scale):
 
     >>> codes, enc = quantise(np.array([1.0, 100.0, np.nan]), "log")
     >>> codes.tolist(), enc["transform"]
-    ([0, 65531, 65535], 'log10')
+    ([0, 65530, 65535], 'log10')
     """
     values = np.asarray(values, dtype=np.float64)
     codes = np.full(values.shape, CODE_NAN, dtype=np.uint16)
@@ -590,12 +590,13 @@ def quantise(values, scale):
         shown = np.log10(values[finite])
     if not shown.size:
         return codes, {"transform": transform, "offset": 0.0, "step": 1.0}
-    offset, top = float(shown.min()), float(shown.max())
-    span = top - offset
+    low, span = float(shown.min()), float(shown.max() - shown.min())
     if transform == "linear" and span < CODE_LEVELS and np.all(shown == np.rint(shown)):
         step = 1.0  # counts, exactly
     else:
-        step = span / (CODE_LEVELS - 1) or 1.0
+        step = span / (CODE_LEVELS - 2) or 1.0
+    # A whole number of steps below 0, so that a linear 0 decodes to 0.
+    offset = float(np.floor(low / step) * step)
     codes[finite] = np.clip(np.rint((shown - offset) / step), 0, CODE_LEVELS - 1)
     return codes, {"transform": transform, "offset": offset, "step": step}
 
