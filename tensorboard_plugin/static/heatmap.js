@@ -587,7 +587,10 @@ export class HeatmapView {
     ctx.textAlign = 'center';
     const ticks = niceTicks(d0, d1, Math.max(2, Math.floor(this.bodyW / 90)), true);
     let lastRight = -Infinity;
-    const compact = Math.max(Math.abs(d0), Math.abs(d1)) >= 1e4;
+    // k/M labels on long axes, unless zoomed in so far that they would repeat.
+    const compactLabels = ticks.map((t) => formatStepTick(t, true));
+    const compact = Math.max(Math.abs(d0), Math.abs(d1)) >= 1e4
+      && new Set(compactLabels).size === compactLabels.length;
     for (const t of ticks) {
       const x = Math.round(this.stepToX(t)) + 0.5;
       if (x < this.bodyX - 0.5 || x > this.bodyX + this.bodyW + 0.5) continue;
