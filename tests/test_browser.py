@@ -323,3 +323,49 @@ def test_zooming_shows_the_real_recorded_steps_of_the_range(long_tensorboard, sc
             assert first <= step <= last
             assert value == long_run_value(step), (step, value)
         page.screenshot(path=os.path.join(screenshots, "zoomed_100_steps.png"))
+
+
+# -- deep links ----------------------------------------------------------------
+
+
+def test_a_link_or_a_reload_shows_the_same_view(tensorboard, screenshots):
+    with open_tab(tensorboard.url + "#gradwatch") as page:
+        frame = frame_of(page)
+        frame.locator("#gw-run").select_option("sigmoid")
+        frame.locator("#gw-run2").select_option("relu")
+        frame.locator("#gw-metric").select_option("gradient_var")
+        frame.locator("#gw-filter").fill("dense")
+        canvas = frame.locator('[data-run="sigmoid"] canvas.gw-heatmap')
+        assert wait_until(page, lambda: painted_pixels(frame) > 20)
+        width = canvas.bounding_box()["width"]
+        drag(page, canvas, width * 0.3, width * 0.8)
+        status = frame.locator("#gw-status")
+        assert wait_until(page, lambda: "Zoomed to steps" in status.inner_text())
+        canvas.click(position={"x": width * 0.6, "y": 20})
+        profile = frame.locator("#gw-profile")
+        assert wait_until(page, lambda: profile.is_visible() and "step" in profile.inner_text())
+        shown = profile.inner_text().split("\n")[0]
+        zoom = status.inner_text().split(" \u00b7 ")[0]
+        link = page.url
+        assert "gw_run=sigmoid" in link and "gw_compare=relu" in link and "gw_metric=gradient_var" in link
+        assert "gw_filter=dense" in link and "gw_zoom=" in link and "gw_step=" in link
+
+    # A colleague opens the link in a new browser.
+    with open_tab(link) as page:
+        frame = frame_of(page)
+        assert wait_until(page, lambda: frame.locator("canvas.gw-heatmap").count() == 2)
+        assert frame.locator("#gw-run").input_value() == "sigmoid"
+        assert frame.locator("#gw-run2").input_value() == "relu"
+        assert frame.locator("#gw-metric").input_value() == "gradient_var"
+        assert frame.locator("#gw-filter").input_value() == "dense"
+        status = frame.locator("#gw-status")
+        assert wait_until(page, lambda: status.inner_text().split(" \u00b7 ")[0] == zoom)
+        profile = frame.locator("#gw-profile")
+        assert wait_until(page, lambda: profile.is_visible() and profile.inner_text().split("\n")[0] == shown)
+        page.screenshot(path=os.path.join(screenshots, "deep_link.png"), full_page=True)
+        # A reload keeps it too.
+        page.reload()
+        frame = frame_of(page)
+        assert wait_until(page, lambda: frame.locator("#gw-metric").input_value() == "gradient_var")
+        assert wait_until(page, lambda: frame.locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)
+        assert page.url == link

@@ -12,6 +12,7 @@ import { FindingsPanel } from './findings.js';
 import { formatStep, formatValue } from './format.js';
 import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
 import { Legend } from './legend.js';
+import { readViewState, writeViewState } from './location.js';
 import { PROFILE_SERIES, ProfileView } from './profile.js';
 import { Tooltip } from './tooltip.js';
 
@@ -82,6 +83,11 @@ class App {
     this.pollBusy = false;
     this.lastUpdate = null;
 
+    // The view a link or a reload asks for, applied as its runs and data arrive.
+    this.pending = readViewState();
+    this.filter = this.pending.filter || '';
+    this.zoom = this.pending.zoom;
+
     this.root = el('div', 'gw-app');
     root.appendChild(this.root);
     this.controls = new Controls(this.root, {
@@ -91,6 +97,7 @@ class App {
       filter: (text) => this.setFilter(text),
       resetZoom: () => this.setZoom(null),
     });
+    this.controls.filter.value = this.filter;
     this.status = el('div', 'gw-status', 'Loading\u2026');
     this.status.id = 'gw-status';
     this.status.setAttribute('role', 'status');
@@ -128,6 +135,7 @@ class App {
       this.profileError = null;
       this.layoutPanels();
       this.updateStatus();
+      this.saveState();
     };
     this.root.appendChild(this.main);
 
@@ -179,12 +187,38 @@ class App {
       await this.refreshPanels();
       await this.refreshFindings();
       this.lastUpdate = new Date();
+      this.openPendingProfile();
+      this.saveState();
     } catch (err) {
       this.runsError = `Could not load runs: ${err.message}`;
     } finally {
       this.pollBusy = false;
       this.updateStatus();
     }
+  }
+
+  /** The selected step of a link, once its run's heatmap has arrived. */
+  openPendingProfile() {
+    const { step } = this.pending;
+    if (step === null || step === undefined) return;
+    const run = this.pending.step_run || this.run;
+    const panel = this.panels.find((p) => p.run === run);
+    if (!panel || !panel.data) return;
+    delete this.pending.step;
+    this.openProfile(run, step);
+  }
+
+  /** Puts the view's state in the URL (see location.js). */
+  saveState() {
+    writeViewState({
+      run: this.run,
+      compare: this.run2,
+      metric: this.metric,
+      filter: this.filter,
+      zoom: this.zoom,
+      step_run: this.profileSel ? this.profileSel.run : null,
+      step: this.profileSel ? this.profileSel.step : null,
+    });
   }
 
   applyRuns(json) {
@@ -203,6 +237,11 @@ class App {
     this.empty.hidden = hasRuns;
     this.main.hidden = !hasRuns;
     this.controls.setEnabled(hasRuns);
+    if (hasRuns && this.pending.run !== undefined) {
+      if (names.includes(this.pending.run)) this.run = this.pending.run;
+      if (names.includes(this.pending.compare)) this.run2 = this.pending.compare;
+      delete this.pending.run;
+    }
     if (!names.includes(this.run)) this.run = hasRuns ? names[0] : null;
     if (this.run2 && !names.includes(this.run2)) this.run2 = '';
     this.controls.setRuns(names, this.run || '', this.run2);
@@ -222,6 +261,10 @@ class App {
       return i < 0 ? this.metricNames.length : i;
     };
     const names = [...present].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    if (names.length && this.pending.metric !== undefined) {
+      if (names.includes(this.pending.metric)) this.metric = this.pending.metric;
+      delete this.pending.metric;
+    }
     if (!names.includes(this.metric)) {
       this.metric = names.includes(this.defaultMetric) ? this.defaultMetric : (names[0] || null);
     }
@@ -369,7 +412,7 @@ class App {
       }
     }
     const full = lo < hi ? [lo, hi] : [0, 1];
-    if (this.zoom && (this.zoom[1] <= full[0] || this.zoom[0] >= full[1])) this.zoom = null;
+    if (this.zoom && lo < hi && (this.zoom[1] <= full[0] || this.zoom[0] >= full[1])) this.zoom = null;
     this.controls.setZoomed(Boolean(this.zoom));
     const domain = this.zoom || full;
     const maxBodyH = Math.max(240, Math.min(620, window.innerHeight - 300));
@@ -394,6 +437,7 @@ class App {
     this.rebuildScale();
     this.refreshPanels();
     this.refreshFindings();
+    this.saveState();
   }
 
   // ---- findings --------------------------------------------------------------
@@ -433,12 +477,14 @@ class App {
     this.metric = name;
     this.syncMetrics();
     this.refreshPanels();
+    this.saveState();
   }
 
   setFilter(text) {
     this.filter = text;
     this.tooltip.hide();
     this.layoutPanels();
+    this.saveState();
   }
 
   setZoom(range) {
@@ -449,13 +495,15 @@ class App {
         a = mid - 1;
         b = mid + 1;
       }
-      this.zoom = [a, b];
+      // Whole steps: what the URL keeps, and a recorded step is in or out.
+      this.zoom = [Math.floor(a), Math.ceil(b)];
     } else {
       this.zoom = null;
     }
     this.tooltip.hide();
     this.layoutPanels();
     this.refreshPanels();
+    this.saveState();
   }
 
   showHover(view, hit, e) {
@@ -487,6 +535,7 @@ class App {
     const seq = ++this.profileSeq;
     this.profileSel = { run, step };
     this.profileError = null;
+    this.saveState();
     this.profile.open(run, step, this.metricInfo);
     this.layoutPanels();
     try {
