@@ -108,8 +108,8 @@ HEADLINES = (
     "nonfinite_count",
 )
 # The columns the page asks for in a 1400-pixel wide window
-# (static/index.js, `columnsFor`: one per device pixel of the heatmap).
-PAGE_COLUMNS = 1250
+# (static/index.js, `columnsFor`: one per device pixel of the panel).
+PAGE_COLUMNS = 1350
 
 QUICK = dict(
     steps=240, layers=6, plugin_steps=600, plugin_layers=12, warmup=60,

@@ -4,13 +4,17 @@ Reads only through `context.data_provider` (`list_tensors` / `read_tensors`),
 so it works with TensorBoard's default Rust data server and with the Python
 multiplexer alike. Imports no TensorFlow.
 
-Routes (relative to the plugin's folder):
-- `runs`: every run with GradWatch data, its metrics and layers, and how to
-  colour each metric.
-- `heatmap?run=R&metric=M[&max_columns=N]`: steps x layers, downsampled on the
+Routes (relative to the plugin's folder; `ROUTES` lists each with its
+parameters, and docs/http_api.md documents every parameter, field and error):
+- `runs`: every run with GradWatch data, its metrics and layers, and the
+  metric list (names, labels, colour scales) the page shows.
+- `heatmap?run=R&metric=M[&max_columns=N][&start_step=A&end_step=B]
+  [&format=binary]`: the recorded steps in [A, B] x layers, downsampled on the
   server into at most N columns. Fractions and counts keep the worst (max)
   value of each column, so a short-lived pathology never averages away; other
-  metrics keep the real value at the column's last step.
+  metrics keep the real value at the column's last step. The page zooms by
+  asking for the visible range at one column per pixel, in the binary format
+  (`quantise`).
 - `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
   across layers at one recorded step. The page asks for the two it draws: on
   a long run each series not yet in memory takes about half a second to read.
@@ -18,6 +22,9 @@ Routes (relative to the plugin's folder):
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
 - `static/<file>`: the page.
+
+Each series is read from TensorBoard with as many steps as it keeps
+(`--samples_per_plugin gradwatch=N`, see `samples_per_series`).
 """
 
 import collections

@@ -313,12 +313,13 @@ class App {
   // ---- heatmap data --------------------------------------------------------
 
   /**
-   * Columns to ask for: one per device pixel of the heatmap's width (rounded
+   * Columns to ask for: one per device pixel of the panel's width (rounded
    * up to 50, so a small resize reuses the data), zoomed or not: a zoom asks
    * for its own step range, so it gets real detail at screen resolution.
+   * The panel's width, not the heatmap's: known before the first data.
    */
   columnsFor(p) {
-    const width = p.view.bodyW || p.view.el.clientWidth || this.panelHost.clientWidth || 800;
+    const width = p.view.el.clientWidth || this.panelHost.clientWidth || 800;
     const px = width * (window.devicePixelRatio || 1);
     return Math.min(MAX_COLUMNS, Math.max(100, Math.ceil(px / 50) * 50));
   }
