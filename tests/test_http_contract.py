@@ -11,7 +11,8 @@ import pytest
 
 from gradwatch_tensorboard import metadata
 from gradwatch_tensorboard import plugin as plugin_module
-from test_plugin_http import PREFIX, decode_binary_heatmap, get_json, log_root, make_client  # noqa: F401
+from heatmap_format import decode_binary_heatmap
+from test_plugin_http import PREFIX, get_json, log_root, make_client  # noqa: F401
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 STATIC = ROOT / "tensorboard_plugin" / "static"
