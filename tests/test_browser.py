@@ -369,3 +369,7 @@ def test_a_link_or_a_reload_shows_the_same_view(tensorboard, screenshots):
         assert wait_until(page, lambda: frame.locator("#gw-metric").input_value() == "gradient_var")
         assert wait_until(page, lambda: frame.locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)
         assert page.url == link
+        # A link pasted into the open tab's address bar applies too.
+        page.evaluate("location.hash = location.hash.replace('gw_metric=gradient_var', 'gw_metric=activation_var')")
+        assert wait_until(page, lambda: frame_of(page).locator("#gw-metric").input_value() == "activation_var")
+        assert wait_until(page, lambda: frame_of(page).locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)

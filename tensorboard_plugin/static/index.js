@@ -12,7 +12,7 @@ import { FindingsPanel } from './findings.js';
 import { formatStep, formatValue } from './format.js';
 import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
 import { Legend } from './legend.js';
-import { readViewState, writeViewState } from './location.js';
+import { onViewStateChange, readViewState, writeViewState } from './location.js';
 import { PROFILE_SERIES, ProfileView } from './profile.js';
 import { Tooltip } from './tooltip.js';
 
@@ -147,6 +147,8 @@ class App {
         this.refreshPanels();
       }, 200);
     });
+    // A link pasted into an open tab: start over from it.
+    onViewStateChange(() => window.location.reload());
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden) this.poll();
     });

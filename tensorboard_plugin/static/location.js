@@ -10,6 +10,7 @@
 const TAB = 'gradwatch';
 const KEYS = ['run', 'compare', 'metric', 'filter', 'zoom', 'step_run', 'step'];
 const PREFIX = 'gw_';
+let known = null; // the view's part of the hash as this page last saw or wrote it
 
 /** TensorBoard's window, or this one when the page is opened on its own. */
 function topWindow() {
@@ -19,6 +20,12 @@ function topWindow() {
     // Another origin: keep the state in this frame's own URL.
   }
   return window;
+}
+
+/** The view's part of a hash: its gw_ parameters, in a stable order. */
+function viewPart(hash) {
+  const params = new URLSearchParams(splitHash(hash)[1]);
+  return KEYS.map((key) => `${key}=${params.get(PREFIX + key)}`).join('&');
 }
 
 function splitHash(hash) {
@@ -60,4 +67,23 @@ export function writeViewState(state) {
   if (hash !== win.location.hash) {
     win.history.replaceState(win.history.state, '', `${win.location.pathname}${win.location.search}${hash}`);
   }
+  known = viewPart(hash);
+}
+
+/**
+ * Calls `changed` when someone else puts another view in the URL (a link
+ * pasted into the address bar of an open tab); not when writeViewState does,
+ * nor when another TensorBoard tab is chosen (TensorBoard keeps what follows
+ * the tab's name).
+ */
+export function onViewStateChange(changed) {
+  const win = topWindow();
+  known = viewPart(win.location.hash);
+  win.addEventListener('hashchange', () => {
+    const part = viewPart(win.location.hash);
+    if (splitHash(win.location.hash)[0] === TAB && part !== known) {
+      known = part;
+      changed();
+    }
+  });
 }
