@@ -157,7 +157,12 @@ _METRIC_LIST = [
 ]
 
 METRICS = {m.name: m for m in _METRIC_LIST}
+# The one list of metric names, in the order the tab's menu shows them: the
+# callback records these, the README's table and the page (through the
+# plugin's `runs` route) follow it.
 METRIC_NAMES = tuple(METRICS)
+# What the tab shows first.
+DEFAULT_METRIC = "activation_var"
 
 
 def metric_tag(metric):

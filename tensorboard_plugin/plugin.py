@@ -4,13 +4,17 @@ Reads only through `context.data_provider` (`list_tensors` / `read_tensors`),
 so it works with TensorBoard's default Rust data server and with the Python
 multiplexer alike. Imports no TensorFlow.
 
-Routes (relative to the plugin's folder):
-- `runs`: every run with GradWatch data, its metrics and layers, and how to
-  colour each metric.
-- `heatmap?run=R&metric=M[&max_columns=N]`: steps x layers, downsampled on the
+Routes (relative to the plugin's folder; `ROUTES` lists each with its
+parameters, and docs/http_api.md documents every parameter, field and error):
+- `runs`: every run with GradWatch data, its metrics and layers, and the
+  metric list (names, labels, colour scales) the page shows.
+- `heatmap?run=R&metric=M[&max_columns=N][&start_step=A&end_step=B]
+  [&format=binary]`: the recorded steps in [A, B] x layers, downsampled on the
   server into at most N columns. Fractions and counts keep the worst (max)
   value of each column, so a short-lived pathology never averages away; other
-  metrics keep the real value at the column's last step.
+  metrics keep the real value at the column's last step. The page zooms by
+  asking for the visible range at one column per pixel, in the binary format
+  (`quantise`).
 - `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
   across layers at one recorded step. The page asks for the two it draws: on
   a long run each series not yet in memory takes about half a second to read.
@@ -18,6 +22,9 @@ Routes (relative to the plugin's folder):
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
 - `static/<file>`: the page.
+
+Each series is read from TensorBoard with as many steps as it keeps
+(`--samples_per_plugin gradwatch=N`, see `samples_per_series`).
 """
 
 import collections
@@ -37,8 +44,25 @@ from . import metadata
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
 MAX_COLUMNS_LIMIT = 20_000
-# The series cache's budget: 20 full series of 20,000 steps x 200 layers.
-_CACHE_BYTES = 320 * 2**20
+MAX_STEP = 2**62
+HEATMAP_FORMATS = ("json", "binary")
+# What `read_tensors` is asked for when `--samples_per_plugin gradwatch=0`
+# (TensorBoard's "keep every step"): it returns nothing for 0.
+ALL_SAMPLES = 2**31 - 1
+# The series cache's budget: every metric of a run at 20,000 steps x 500
+# layers (19 x 38 MiB), so that the depth profile of every metric at any step
+# answers from memory.
+_CACHE_BYTES = 768 * 2**20
+
+# Every route and the query parameters it takes: docs/http_api.md documents
+# each (a test keeps them equal), and any other parameter is refused.
+ROUTES = {
+    "/runs": (),
+    "/heatmap": ("run", "metric", "max_columns", "start_step", "end_step", "format"),
+    "/profile": ("run", "step", "metrics"),
+    "/findings": ("run",),
+    "/static/*": (),
+}
 
 Series = collections.namedtuple("Series", ["steps", "values", "layers"])
 
@@ -50,19 +74,21 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     def __init__(self, context):
         self._data_provider = context.data_provider
+        self._samples = samples_per_series(context.sampling_hints)
         self._cache = collections.OrderedDict()
         self._cache_lock = threading.Lock()
         self._series_locks = {}
         self._warmed = set()
 
     def get_plugin_apps(self):
-        return {
+        handlers = {
             "/runs": self._serve_runs,
             "/heatmap": self._serve_heatmap,
             "/profile": self._serve_profile,
             "/findings": self._serve_findings,
             "/static/*": self._serve_static,
         }
+        return {route: _checked(route, handlers[route]) for route in ROUTES}
 
     def is_active(self):
         return False  # Activity comes from `data_plugin_names`.
@@ -161,7 +187,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 ctx,
                 experiment_id=experiment,
                 plugin_name=metadata.PLUGIN_NAME,
-                downsample=metadata.SAMPLES_PER_SERIES,
+                downsample=self._samples,
                 run_tag_filter=_run_tag_filter(run, tag),
             )
         except (TypeError, ValueError) as e:
@@ -210,6 +236,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             )
         body = {
             "runs": runs,
+            # The page's only list of metrics: its menu order and labels.
+            "metric_names": list(metadata.METRIC_NAMES),
+            "default_metric": metadata.DEFAULT_METRIC,
             "metric_info": {
                 name: info.to_json() for name, info in metadata.METRICS.items()
             },
@@ -223,6 +252,19 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         max_columns = _int_param(
             request, "max_columns", DEFAULT_MAX_COLUMNS, 1, MAX_COLUMNS_LIMIT
         )
+        start_step = _int_param(request, "start_step", 0, 0, MAX_STEP)
+        end_step = _int_param(request, "end_step", MAX_STEP, 0, MAX_STEP)
+        if start_step > end_step:
+            raise errors.InvalidArgumentError(
+                f"Parameter 'start_step' ({start_step}) must not exceed "
+                f"'end_step' ({end_step})"
+            )
+        encoding = request.args.get("format", "json")
+        if encoding not in HEATMAP_FORMATS:
+            raise errors.InvalidArgumentError(
+                f"Parameter 'format' must be one of {list(HEATMAP_FORMATS)}, "
+                f"got {encoding[:100]!r}"
+            )
         ctx, experiment, listing = self._listing(request.environ)
         metrics = self._run_tags(listing, run)
         if metric not in metrics:
@@ -232,25 +274,32 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             )
         series = self._read_series(ctx, experiment, run, metric, metrics[metric])
         scale = metadata.METRICS[metric].scale if metric in metadata.METRICS else "signed"
+        # The recorded steps in [start_step, end_step].
+        lo = np.searchsorted(series.steps, start_step, side="left")
+        hi = np.searchsorted(series.steps, end_step, side="right")
         steps, ranges, values = downsample(
-            series.steps, series.values, max_columns, scale
+            series.steps[lo:hi], series.values[lo:hi], max_columns, scale
         )
-        body = {
+        header = {
             "run": run,
             "metric": metric,
             "layers": series.layers,
             "total_steps": int(len(series.steps)),
-            "steps": steps,
+            "first_step": int(series.steps[0]) if len(series.steps) else None,
+            "last_step": int(series.steps[-1]) if len(series.steps) else None,
+            "range_steps": int(hi - lo),
             "step_ranges": ranges,
-            "values": values,
         }
         self._warm(ctx, experiment, run, metrics)
+        if encoding == "binary":
+            return _respond_binary(request, header, values, scale)
+        body = dict(header, steps=steps, values=values)
         return http_util.Respond(request, to_json(body), "application/json")
 
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
         run = _required(request, "run")
-        step = _int_param(request, "step", None, 0, 2**62)
+        step = _int_param(request, "step", None, 0, MAX_STEP)
         wanted = request.args.get("metrics")
         ctx, experiment, listing = self._listing(request.environ)
         metrics = self._run_tags(listing, run)
@@ -405,6 +454,23 @@ def _chosen_metrics(run, metrics, wanted):
     return {name: metrics[name] for name in names}
 
 
+def _checked(route, handler):
+    """`handler`, refusing query parameters `route` does not take."""
+    allowed = ROUTES[route]
+
+    def serve(environ, start_response):
+        request = werkzeug.wrappers.Request(environ)
+        unknown = sorted(set(request.args) - set(allowed))
+        if unknown:
+            raise errors.InvalidArgumentError(
+                f"Route {route!r} takes no parameter {unknown[0][:100]!r}; "
+                f"it takes {list(allowed)}"
+            )
+        return handler(environ, start_response)
+
+    return serve
+
+
 def _required(request, name):
     value = request.args.get(name)
     if value is None or value == "":
@@ -431,6 +497,24 @@ def _int_param(request, name, default, low, high):
             f"Parameter {name!r} must be between {low} and {high}, got {value}"
         )
     return value
+
+
+def samples_per_series(sampling_hints):
+    """How many steps of each series to read from TensorBoard.
+
+    Args:
+        sampling_hints: TensorBoard's `--samples_per_plugin` as a dict
+            (`context.sampling_hints`); the loader sets GradWatch's entry to
+            `metadata.SAMPLES_PER_SERIES` unless the user chose one.
+
+    Returns:
+        The user's `gradwatch=N`, `ALL_SAMPLES` for `gradwatch=0` (TensorBoard's
+        "keep every step"), else `metadata.SAMPLES_PER_SERIES`.
+    """
+    samples = (sampling_hints or {}).get(
+        metadata.PLUGIN_NAME, metadata.SAMPLES_PER_SERIES
+    )
+    return ALL_SAMPLES if samples == 0 else int(samples)
 
 
 def _series_of(data, layers):
@@ -463,6 +547,84 @@ def _cache_bytes(cache):
         for _, value in cache.values()
         if isinstance(value, Series)
     )
+
+
+# Codes of the binary heatmap (`quantise`): 0..CODE_LEVELS-1 are values,
+# the rest the values no scale can place.
+CODE_LEVELS = 65532
+CODE_ZERO = 65532  # exactly 0 on a log10 encoding
+CODE_NEG_INF = 65533
+CODE_POS_INF = 65534
+CODE_NAN = 65535
+
+
+def quantise(values, scale):
+    """Encodes float values as uint16 codes with their scale.
+
+    Metrics coloured on a log scale (`"log"`, `"ratio"`) whose finite values
+    are all >= 0 are encoded on log10 (0 gets `CODE_ZERO`); the rest linearly,
+    from a whole number of steps below 0 (so 0 stays 0). Integers spanning fewer than `CODE_LEVELS` values (counts) are encoded
+    exactly. NaN, +Inf and -Inf get codes of their own.
+
+    Args:
+        values: Float array of any shape.
+        scale: The metric's colour scale (`metadata.MetricInfo.scale`).
+
+    Returns:
+        `(codes, encoding)`: a uint16 array of `values`' shape, and
+        `{"transform": "log10" | "linear", "offset", "step"}`: a code `c`
+        below `CODE_LEVELS` stands for `offset + c * step`, raised to the power
+        of 10 for `"log10"`. Each value is within `step / 2` of its code's in
+        that (transformed) space.
+
+    Example:
+
+    >>> codes, enc = quantise(np.array([1.0, 100.0, np.nan]), "log")
+    >>> codes.tolist(), enc["transform"]
+    ([0, 65530, 65535], 'log10')
+    """
+    values = np.asarray(values, dtype=np.float64)
+    codes = np.full(values.shape, CODE_NAN, dtype=np.uint16)
+    codes[values == np.inf] = CODE_POS_INF
+    codes[values == -np.inf] = CODE_NEG_INF
+    finite = np.isfinite(values)
+    shown = values[finite]
+    transform = "linear"
+    if scale in ("log", "ratio") and shown.size and shown.min() >= 0:
+        transform = "log10"
+        codes[finite & (values == 0)] = CODE_ZERO
+        finite &= values > 0
+        shown = np.log10(values[finite])
+    if not shown.size:
+        return codes, {"transform": transform, "offset": 0.0, "step": 1.0}
+    low, span = float(shown.min()), float(shown.max() - shown.min())
+    if transform == "linear" and span < CODE_LEVELS and np.all(shown == np.rint(shown)):
+        step = 1.0  # counts, exactly
+    else:
+        step = span / (CODE_LEVELS - 2) or 1.0
+    # A whole number of steps below 0, so that a linear 0 decodes to 0.
+    offset = float(np.floor(low / step) * step)
+    codes[finite] = np.clip(np.rint((shown - offset) / step), 0, CODE_LEVELS - 1)
+    return codes, {"transform": transform, "offset": offset, "step": step}
+
+
+def _respond_binary(request, header, values, scale):
+    """The heatmap as `application/octet-stream`: a little-endian uint32
+    header length, the JSON header (padded with spaces to a multiple of 4
+    bytes), then the uint16 codes of `values`, column by column (see
+    docs/http_api.md)."""
+    codes, encoding = quantise(values, scale)
+    encoding.update(
+        zero=CODE_ZERO, neg_inf=CODE_NEG_INF, pos_inf=CODE_POS_INF, nan=CODE_NAN
+    )
+    text = to_json(dict(header, columns=int(codes.shape[0]), encoding=encoding))
+    head = text.encode("utf-8")
+    head += b" " * (-(4 + len(head)) % 4)
+    body = b"".join(
+        [np.uint32(len(head)).astype("<u4").tobytes(), head,
+         codes.astype("<u2").tobytes()]
+    )
+    return http_util.Respond(request, body, "application/octet-stream")
 
 
 def to_json(value):

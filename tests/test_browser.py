@@ -4,11 +4,15 @@ Needs Debian's chromium (/usr/bin/chromium) and the Playwright package;
 `.ci/run` installs both. Set GRADWATCH_SCREENSHOTS to keep the screenshots.
 """
 
+import contextlib
 import os
-import shutil
+import re
 
 import pytest
 
+import urllib.parse
+
+from gradwatch_tensorboard.summary import SummaryWriter
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
 from benchmarks.tensorboard_process import TensorBoardProcess
 
@@ -38,8 +42,10 @@ def screenshots(tmp_path_factory):
     return path
 
 
-@pytest.fixture
-def page(tensorboard):
+@contextlib.contextmanager
+def open_tab(url):
+    """Headless Chromium on `url`; fails on CSP violations, console errors,
+    page errors or script dialogs."""
     problems = []
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -52,13 +58,17 @@ def page(tensorboard):
         page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console {m.type}: {m.text}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
-        page.goto(tensorboard.url + "#gradwatch")
+        page.goto(url)
         page.problems = problems
         yield page
         browser.close()
-    # Every test fails on CSP violations (reported as console errors),
-    # console errors or script dialogs.
     assert not [p for p in problems if "gradwatch" in p.lower() or "Content Security Policy" in p or "dialog" in p or "page error" in p], problems
+
+
+@pytest.fixture
+def page(tensorboard):
+    with open_tab(tensorboard.url + "#gradwatch") as page:
+        yield page
 
 
 def frame_of(page):
@@ -227,4 +237,139 @@ def test_readme_screenshot(page):
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     os.makedirs(os.path.join(here, "docs"), exist_ok=True)
     page.screenshot(path=os.path.join(here, "docs", "heatmaps.png"))
-    assert os.path.getsize(os.path.join(here, "docs", "heatmaps.png")) > 0
+    assert os.path.getsize(os.path.join(here, "docs", "heatmaps.png")) > 10_000
+
+
+# -- zoom: real detail from the server -----------------------------------------
+
+LONG_RUN_STEPS = 100_000
+
+
+def long_run_value(step):
+    """What the long run records for its first layer at `step`: 3 digits, so
+    the tooltip shows it exactly."""
+    return (step * 7) % 1000
+
+
+@pytest.fixture(scope="module")
+def long_tensorboard(tmp_path_factory):
+    """A run recording every one of 100,000 steps, served with every step
+    kept (`--samples_per_plugin gradwatch=0`)."""
+    root = tmp_path_factory.mktemp("long_logs")
+    writer = SummaryWriter(str(root / "long"), ["first", "second"])
+    for step in range(LONG_RUN_STEPS):
+        writer.write_step(step, {"activation_mean": [float(long_run_value(step)), -1.0]})
+    writer.close()
+    with TensorBoardProcess(root, ["--samples_per_plugin", "gradwatch=0"]) as tb:
+        tb.wait_for(lambda: f'"last_step": {LONG_RUN_STEPS - 1}'.encode() in tb.get("data/plugin/gradwatch/runs")[1]
+                    or f'"last_step":{LONG_RUN_STEPS - 1}'.encode() in tb.get("data/plugin/gradwatch/runs")[1],
+                    timeout=120)
+        yield tb
+
+
+def drag(page, canvas, x0, x1, y=20):
+    box = canvas.bounding_box()
+    page.mouse.move(box["x"] + x0, box["y"] + y)
+    page.mouse.down()
+    page.mouse.move(box["x"] + (x0 + x1) / 2, box["y"] + y, steps=3)
+    page.mouse.move(box["x"] + x1, box["y"] + y, steps=3)
+    page.mouse.up()
+
+
+def test_zooming_shows_the_real_recorded_steps_of_the_range(long_tensorboard, screenshots):
+    with open_tab(long_tensorboard.url + "#gradwatch") as page:
+        requests = []
+        page.on("request", lambda r: "/heatmap?" in r.url and requests.append(r.url))
+        frame = frame_of(page)
+        meta = frame.locator("section.gw-panel .gw-panel-meta").first
+        assert wait_until(page, lambda: "100,000 recorded steps" in meta.inner_text(), timeout=60)
+        canvas = frame.locator("canvas.gw-heatmap").first
+        width = canvas.bounding_box()["width"]
+        # Two drags: about 1% of the run, then about a tenth of that.
+        drag(page, canvas, width * 0.40, width * 0.41)
+        assert wait_until(page, lambda: "of them in view" in meta.inner_text(), timeout=30)
+        drag(page, canvas, width * 0.45, width * 0.55)
+
+        def zoomed_range():
+            found = re.search(r"([\d,]+) of them in view \(([\d,]+)\u2013([\d,]+)\)", meta.inner_text())
+            return found and [int(g.replace(",", "")) for g in found.groups()]
+
+        assert wait_until(page, lambda: zoomed_range() and zoomed_range()[0] < 300, timeout=30)
+        count, first, last = zoomed_range()
+        # Every recorded step of the range, one column each (no "columns" note).
+        assert count == last - first + 1 and 50 <= count <= 200
+        assert "columns" not in meta.inner_text()
+        # The page asked the server for that range at screen resolution.
+        last_request = dict(urllib.parse.parse_qsl(urllib.parse.urlsplit(requests[-1]).query))
+        assert (int(last_request["start_step"]), int(last_request["end_step"])) == (first, last)
+        assert last_request["format"] == "binary"
+        assert int(last_request["max_columns"]) >= width - 200
+        # Hovering across the zoomed heatmap reads single recorded steps and
+        # the values recorded at them.
+        tooltip = frame.locator("#gw-tooltip")
+        seen = {}
+        box = canvas.bounding_box()
+        for i in range(40):
+            x = 200 + (box["width"] - 220) * (i + 0.5) / 40
+            canvas.hover(position={"x": x, "y": 12})
+            wait_until(page, lambda: tooltip.is_visible(), timeout=5)
+            text = tooltip.inner_text()
+            step = re.search(r"^step: ([\d,]+)$", text, re.M)
+            value = re.search(r"^Activation mean: (-?[\d.]+)$", text, re.M)
+            assert step and value, text
+            seen[int(step.group(1).replace(",", ""))] = float(value.group(1))
+        assert len(seen) >= 30
+        for step, value in seen.items():
+            assert first <= step <= last
+            assert value == long_run_value(step), (step, value)
+        page.screenshot(path=os.path.join(screenshots, "zoomed_100_steps.png"))
+
+
+# -- deep links ----------------------------------------------------------------
+
+
+def test_a_link_or_a_reload_shows_the_same_view(tensorboard, screenshots):
+    with open_tab(tensorboard.url + "#gradwatch") as page:
+        frame = frame_of(page)
+        frame.locator("#gw-run").select_option("sigmoid")
+        frame.locator("#gw-run2").select_option("relu")
+        frame.locator("#gw-metric").select_option("gradient_var")
+        frame.locator("#gw-filter").fill("dense")
+        canvas = frame.locator('[data-run="sigmoid"] canvas.gw-heatmap')
+        assert wait_until(page, lambda: painted_pixels(frame) > 20)
+        width = canvas.bounding_box()["width"]
+        drag(page, canvas, width * 0.3, width * 0.8)
+        status = frame.locator("#gw-status")
+        assert wait_until(page, lambda: "Zoomed to steps" in status.inner_text())
+        canvas.click(position={"x": width * 0.6, "y": 20})
+        profile = frame.locator("#gw-profile")
+        assert wait_until(page, lambda: profile.is_visible() and "step" in profile.inner_text())
+        shown = profile.inner_text().split("\n")[0]
+        zoom = status.inner_text().split(" \u00b7 ")[0]
+        link = page.url
+        assert "gw_run=sigmoid" in link and "gw_compare=relu" in link and "gw_metric=gradient_var" in link
+        assert "gw_filter=dense" in link and "gw_zoom=" in link and "gw_step=" in link
+
+    # A colleague opens the link in a new browser.
+    with open_tab(link) as page:
+        frame = frame_of(page)
+        assert wait_until(page, lambda: frame.locator("canvas.gw-heatmap").count() == 2)
+        assert frame.locator("#gw-run").input_value() == "sigmoid"
+        assert frame.locator("#gw-run2").input_value() == "relu"
+        assert frame.locator("#gw-metric").input_value() == "gradient_var"
+        assert frame.locator("#gw-filter").input_value() == "dense"
+        status = frame.locator("#gw-status")
+        assert wait_until(page, lambda: status.inner_text().split(" \u00b7 ")[0] == zoom)
+        profile = frame.locator("#gw-profile")
+        assert wait_until(page, lambda: profile.is_visible() and profile.inner_text().split("\n")[0] == shown)
+        page.screenshot(path=os.path.join(screenshots, "deep_link.png"), full_page=True)
+        # A reload keeps it too.
+        page.reload()
+        frame = frame_of(page)
+        assert wait_until(page, lambda: frame.locator("#gw-metric").input_value() == "gradient_var")
+        assert wait_until(page, lambda: frame.locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)
+        assert page.url == link
+        # A link pasted into the open tab's address bar applies too.
+        page.evaluate("location.hash = location.hash.replace('gw_metric=gradient_var', 'gw_metric=activation_var')")
+        assert wait_until(page, lambda: frame_of(page).locator("#gw-metric").input_value() == "activation_var")
+        assert wait_until(page, lambda: frame_of(page).locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)

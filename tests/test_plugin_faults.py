@@ -34,6 +34,7 @@ from tensorboard.util import tensor_util
 from gradwatch_tensorboard import loader, metadata
 from gradwatch_tensorboard.summary import SummaryWriter
 from benchmarks.tensorboard_process import TensorBoardProcess
+from heatmap_format import decode_binary_heatmap
 
 PREFIX = "/data/plugin/gradwatch/"
 LAYERS = ["input_proj", "hidden_0", "hidden_1", "head"]
@@ -345,7 +346,11 @@ def test_a_run_of_zero_layers_is_served_as_empty_vectors(served):
         for max_columns in (1, 5000):
             body = served.json("heatmap", run=run, metric=metric, max_columns=max_columns)
             assert body == {"run": run, "metric": metric, "layers": [], "total_steps": 1, "steps": [0],
-                            "step_ranges": [[0, 0]], "values": [[]]}
+                            "step_ranges": [[0, 0]], "values": [[]], "first_step": 0, "last_step": 0,
+                            "range_steps": 1}
+            binary = served.get("heatmap", run=run, metric=metric, max_columns=max_columns, format="binary")
+            header, values = decode_binary_heatmap(binary.get_data())
+            assert header["step_ranges"] == [[0, 0]] and header["columns"] == 1 and values.shape == (1, 0)
     assert served.json("profile", run=run, step=0) == {
         "run": run, "step": 0, "layers": [], "metrics": {m: [] for m in METRICS}}
     assert_plain_error(served.get("profile", run=run, step=1), 404, "no recorded step 1")

@@ -19,6 +19,7 @@ from gradwatch_tensorboard import loader, metadata
 from gradwatch_tensorboard import plugin as plugin_module
 from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
 from gradwatch_tensorboard.summary import SummaryWriter
+from heatmap_format import decode_binary_heatmap
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
 from benchmarks.tensorboard_process import TensorBoardProcess
 
@@ -320,3 +321,152 @@ def test_float_arrays_round_trip_through_the_json_encoding(array):
     decoded = json.loads(plugin_module.to_json({"values": array}))["values"]
     as_float32 = np.array(decoded, dtype=np.float32).reshape(array.shape)
     np.testing.assert_array_equal(as_float32, array)  # NaN where NaN, +-inf too
+
+
+# -- zoom by step range ------------------------------------------------------
+
+
+def test_a_step_range_gives_exactly_its_recorded_steps(client):
+    # "long" records every third step; [300, 600] holds steps 300, 303, ..., 600.
+    body = get_json(client, "heatmap", run="long", metric="activation_var", start_step=300, end_step=600)
+    assert body["steps"] == list(range(300, 601, 3))
+    assert body["step_ranges"] == [[s, s] for s in range(300, 601, 3)]
+    assert [row[1] for row in body["values"]] == [float(s // 3) for s in range(300, 601, 3)]
+    assert body["range_steps"] == 101
+    assert body["total_steps"] == LONG_STEPS
+    assert (body["first_step"], body["last_step"]) == (0, (LONG_STEPS - 1) * 3)
+
+
+def test_a_step_range_is_downsampled_to_its_columns(client):
+    body = get_json(
+        client, "heatmap", run="long", metric="dead_fraction", start_step=301, end_step=3000, max_columns=10
+    )
+    assert body["range_steps"] == len(range(303, 3001, 3))
+    assert len(body["steps"]) == 10
+    assert body["step_ranges"][0][0] == 303 and body["step_ranges"][-1][1] == 3000
+    # Every column of 90 recorded steps holds a step whose value is 0.9.
+    assert all(row[1] == pytest.approx(0.9) for row in body["values"])
+
+
+def test_a_step_range_without_recorded_steps_is_empty(client):
+    body = get_json(client, "heatmap", run="long", metric="activation_var", start_step=301, end_step=302)
+    assert body["steps"] == [] and body["values"] == [] and body["range_steps"] == 0
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"start_step": "10", "end_step": "9"},
+        {"start_step": "-1"},
+        {"end_step": "x"},
+        {"format": "xml"},
+        {"zoom": "1"},
+    ],
+)
+def test_bad_step_ranges_and_formats_are_plain_text_errors(client, params):
+    response = client.get(PREFIX + "heatmap", query_string={"run": "long", "metric": "activation_var", **params})
+    assert response.status_code == 400
+    assert response.mimetype == "text/plain"
+    assert next(iter(params)) in response.get_data(as_text=True)
+
+
+# -- the binary heatmap --------------------------------------------------------
+
+
+def get_binary(client, **params):
+    response = client.get(PREFIX + "heatmap", query_string=dict(params, format="binary"))
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert response.mimetype == "application/octet-stream"
+    return response.get_data()
+
+
+@pytest.fixture(scope="module")
+def special_values_root(tmp_path_factory):
+    """Known values for every scale: NaN, +-Inf and 0 included."""
+    root = tmp_path_factory.mktemp("special")
+    writer = SummaryWriter(str(root / "special"), ["a", "b", "c", "d"])
+    rng = np.random.default_rng(1)
+    for step in range(50):
+        writer.write_step(step, {
+            # log scale: 14 decades, a zero, NaN and both infinities.
+            "gradient_var": [10.0 ** rng.uniform(-12, 2), 0.0 if step % 7 == 0 else 1e-3, np.nan,
+                             np.inf if step % 2 else -np.inf],
+            # signed: negative and positive floats.
+            "activation_mean": [rng.uniform(-3, 3), -1e-4, 0.0, np.nan],
+            # counts: integers, exactly.
+            "dead_units": [float(step % 9), 0.0, 4096.0, np.nan],
+        })
+    writer.close()
+    return root
+
+
+@pytest.mark.parametrize("metric", ["gradient_var", "activation_mean", "dead_units"])
+def test_the_binary_heatmap_holds_the_json_values(special_values_root, metric):
+    client = make_client(special_values_root)
+    exact = get_json(client, "heatmap", run="special", metric=metric)
+    header, values = decode_binary_heatmap(get_binary(client, run="special", metric=metric))
+    assert header["step_ranges"] == exact["step_ranges"]
+    assert header["layers"] == exact["layers"] == ["a", "b", "c", "d"]
+    expected = np.array(exact["values"], dtype=float)
+    # NaN, +Inf, -Inf and 0 exactly where they were.
+    for special in (np.isnan, np.isposinf, np.isneginf, lambda v: v == 0):
+        np.testing.assert_array_equal(special(values), special(expected))
+    finite = np.isfinite(expected) & (expected != 0)
+    enc = header["encoding"]
+    if metric == "dead_units":
+        assert enc["step"] == 1.0
+        np.testing.assert_array_equal(values[finite], expected[finite])  # counts exactly
+    elif metric == "gradient_var":
+        assert enc["transform"] == "log10"
+        error = np.abs(np.log10(values[finite]) - np.log10(expected[finite]))
+        assert error.max() <= enc["step"] / 2 + 1e-12
+        assert enc["step"] <= 14.1 / 65531  # 16 bits over the 14 decades recorded
+    else:
+        assert enc["transform"] == "linear"
+        assert np.abs(values[finite] - expected[finite]).max() <= enc["step"] / 2 + 1e-12
+
+
+def test_the_binary_heatmap_of_500_layers_by_1000_columns_fits_in_a_mebibyte(tmp_path):
+    names = [f"dense_{i}" for i in range(499)] + ["head"]
+    writer = SummaryWriter(str(tmp_path / "wide"), names)
+    rng = np.random.default_rng(0)
+    for step in range(3000):
+        writer.write_step(step, {"gradient_var": (10.0 ** rng.uniform(-12, 2, 500)).astype(np.float32)})
+    writer.close()
+    client = make_client(tmp_path)
+    data = get_binary(client, run="wide", metric="gradient_var", max_columns=1000)
+    header, values = decode_binary_heatmap(data)
+    assert values.shape == (1000, 500)
+    assert len(data) <= 2**20
+    json_size = len(client.get(PREFIX + "heatmap", query_string={"run": "wide", "metric": "gradient_var"}).get_data())
+    assert json_size > 5 * len(data)
+
+
+# -- sampling --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "hints, samples",
+    [
+        ({}, metadata.SAMPLES_PER_SERIES),
+        (None, metadata.SAMPLES_PER_SERIES),
+        ({"gradwatch": 50_000}, 50_000),
+        ({"gradwatch": 7}, 7),
+        ({"gradwatch": 0}, plugin_module.ALL_SAMPLES),
+        ({"scalars": 5}, metadata.SAMPLES_PER_SERIES),
+    ],
+)
+def test_the_plugin_reads_as_many_steps_as_tensorboard_keeps(hints, samples):
+    assert plugin_module.samples_per_series(hints) == samples
+
+
+def test_a_sampling_hint_reaches_the_data_provider(log_root):
+    flags = argparse.Namespace(samples_per_plugin={"gradwatch": 40})
+    client = make_client(log_root)
+    plugin = GradWatchPlugin(base_plugin.TBContext(
+        logdir=str(log_root), data_provider=client.plugin._data_provider, sampling_hints=flags.samples_per_plugin
+    ))
+    app = application.TensorBoardWSGI([plugin], data_provider=client.plugin._data_provider)
+    sampled = werkzeug.test.Client(app, werkzeug.wrappers.Response)
+    body = get_json(sampled, "heatmap", run="long", metric="activation_var", max_columns=5000)
+    assert len(body["steps"]) == 40 and body["steps"][-1] == (LONG_STEPS - 1) * 3

@@ -9,8 +9,8 @@ export class ApiError extends Error {
   }
 }
 
-/** GET a relative URL and parse JSON; non-2xx responses throw ApiError(text). */
-export async function getJSON(path, params) {
+/** GET a relative URL; non-2xx responses throw ApiError(text). */
+async function get(path, params) {
   const query = params ? `?${new URLSearchParams(params).toString()}` : '';
   let response;
   try {
@@ -18,16 +18,64 @@ export async function getJSON(path, params) {
   } catch (err) {
     throw new ApiError(`cannot reach the server (${err.message})`, 0);
   }
-  const text = await response.text();
   if (!response.ok) {
-    const body = text.trim().slice(0, 500) || response.statusText;
+    const body = (await response.text()).trim().slice(0, 500) || response.statusText;
     throw new ApiError(`${body} (HTTP ${response.status})`, response.status);
   }
+  return response;
+}
+
+/** GET a relative URL and parse JSON: {json, text}. */
+export async function getJSON(path, params) {
+  const text = await (await get(path, params)).text();
   try {
     return { json: JSON.parse(text), text };
   } catch (err) {
-    throw new ApiError(`invalid JSON from ./${path}`, response.status);
+    throw new ApiError(`invalid JSON from ./${path}`, 200);
   }
+}
+
+/**
+ * GET ./heatmap in its binary format (docs/http_api.md): a little-endian
+ * uint32 header length, the JSON header, then one uint16 code per cell.
+ * Returns {header, values: Float64Array (columns x layers), bytes}.
+ */
+export async function getHeatmap(params) {
+  const buffer = await (await get('heatmap', { ...params, format: 'binary' })).arrayBuffer();
+  return decodeBinaryHeatmap(buffer);
+}
+
+/** Decodes a binary ./heatmap body; NaN and +-Infinity come back as such. */
+export function decodeBinaryHeatmap(buffer) {
+  const view = new DataView(buffer);
+  if (buffer.byteLength < 4) throw new ApiError('truncated heatmap', 200);
+  const headLength = view.getUint32(0, true);
+  let header;
+  try {
+    header = JSON.parse(new TextDecoder().decode(new Uint8Array(buffer, 4, headLength)));
+  } catch (err) {
+    throw new ApiError('invalid heatmap header', 200);
+  }
+  const enc = header.encoding || {};
+  const cells = (Number(header.columns) || 0) * (Array.isArray(header.layers) ? header.layers.length : 0);
+  const start = 4 + headLength;
+  if (buffer.byteLength < start + 2 * cells) throw new ApiError('truncated heatmap', 200);
+  const offset = Number(enc.offset);
+  const step = Number(enc.step);
+  const log = enc.transform === 'log10';
+  // One decoded value per code, computed once (65,536 entries).
+  const table = new Float64Array(65536);
+  for (let c = 0; c < 65536; c++) {
+    const t = offset + c * step;
+    table[c] = log ? Math.pow(10, t) : t;
+  }
+  table[enc.nan] = NaN;
+  table[enc.pos_inf] = Infinity;
+  table[enc.neg_inf] = -Infinity;
+  if (log) table[enc.zero] = 0;
+  const values = new Float64Array(cells);
+  for (let i = 0; i < cells; i++) values[i] = table[view.getUint16(start + 2 * i, true)];
+  return { header, values, bytes: buffer.byteLength };
 }
 
 /** Converts a JSON value (number or TensorBoard's "NaN"/"Infinity" strings) to a number. */
@@ -46,28 +94,22 @@ export function decodeVector(list, length) {
 }
 
 /**
- * Decodes a ./heatmap response into flat typed arrays.
+ * Turns a decoded ./heatmap ({header, values}) into the panel's data.
  * Column c spans steps [starts[c], ends[c]): from its first merged step to the
  * start of the next column (the last column gets at least a typical width),
  * so the step axis is linear and has no holes.
  */
-export function decodeHeatmap(json) {
-  const layers = Array.isArray(json.layers) ? json.layers.map(String) : [];
-  const steps = Array.isArray(json.steps) ? json.steps.map(Number) : [];
-  const ncols = steps.length;
-  const nl = layers.length;
-  const ranges = Array.isArray(json.step_ranges) && json.step_ranges.length === ncols
-    ? json.step_ranges.map((r) => [Number(r[0]), Number(r[1])])
-    : steps.map((s) => [s, s]);
-  const values = new Float64Array(ncols * nl);
-  const rows = Array.isArray(json.values) ? json.values : [];
-  for (let c = 0; c < ncols; c++) {
-    const col = rows[c] || [];
-    for (let l = 0; l < nl; l++) values[c * nl + l] = toNumber(col[l]);
-  }
+export function heatmapData({ header, values }) {
+  const layers = Array.isArray(header.layers) ? header.layers.map(String) : [];
+  const ranges = Array.isArray(header.step_ranges)
+    ? header.step_ranges.map((r) => [Number(r[0]), Number(r[1])])
+    : [];
+  const ncols = ranges.length;
+  // A column's step is its last: where non-merging metrics take their value.
+  const steps = ranges.map((r) => r[1]);
   const starts = new Float64Array(ncols);
   const ends = new Float64Array(ncols);
-  for (let c = 0; c < ncols; c++) starts[c] = Math.min(ranges[c][0], steps[c]);
+  for (let c = 0; c < ncols; c++) starts[c] = ranges[c][0];
   const typical = ncols > 1 ? Math.max(1, (starts[ncols - 1] - starts[0]) / (ncols - 1)) : 1;
   for (let c = 0; c < ncols; c++) {
     ends[c] = c + 1 < ncols
@@ -75,14 +117,17 @@ export function decodeHeatmap(json) {
       : Math.max(ranges[c][1] + 1, starts[c] + typical);
   }
   return {
-    run: String(json.run),
-    metric: String(json.metric),
+    run: String(header.run),
+    metric: String(header.metric),
     layers,
     steps,
     ranges,
     starts,
     ends,
     values,
-    totalSteps: Number(json.total_steps) || ncols,
+    totalSteps: Number(header.total_steps) || 0,
+    rangeSteps: Number(header.range_steps) || 0,
+    firstStep: Number(header.first_step),
+    lastStep: Number(header.last_step),
   };
 }

@@ -198,8 +198,10 @@ export class HeatmapView {
     }
     const first = d.ranges[0][0];
     const last = d.ranges[d.ranges.length - 1][1];
-    let text = `${d.layers.length} layers \u00b7 ${formatStep(d.totalSteps)} recorded steps (${formatStep(first)}\u2013${formatStep(last)})`;
-    if (d.steps.length < d.totalSteps) text += ` \u00b7 ${formatStep(d.steps.length)} columns`;
+    let text = `${d.layers.length} layers \u00b7 ${formatStep(d.totalSteps)} recorded steps`;
+    if (d.zoomed) text += ` \u00b7 ${formatStep(d.rangeSteps)} of them in view (${formatStep(first)}\u2013${formatStep(last)})`;
+    else text += ` (${formatStep(first)}\u2013${formatStep(last)})`;
+    if (d.steps.length < (d.zoomed ? d.rangeSteps : d.totalSteps)) text += ` \u00b7 ${formatStep(d.steps.length)} columns`;
     this.meta.textContent = text;
   }
 
@@ -585,7 +587,10 @@ export class HeatmapView {
     ctx.textAlign = 'center';
     const ticks = niceTicks(d0, d1, Math.max(2, Math.floor(this.bodyW / 90)), true);
     let lastRight = -Infinity;
-    const compact = Math.max(Math.abs(d0), Math.abs(d1)) >= 1e4;
+    // k/M labels on long axes, unless zoomed in so far that they would repeat.
+    const compactLabels = ticks.map((t) => formatStepTick(t, true));
+    const compact = Math.max(Math.abs(d0), Math.abs(d1)) >= 1e4
+      && new Set(compactLabels).size === compactLabels.length;
     for (const t of ticks) {
       const x = Math.round(this.stepToX(t)) + 0.5;
       if (x < this.bodyX - 0.5 || x > this.bodyX + this.bodyW + 0.5) continue;

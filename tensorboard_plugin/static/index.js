@@ -5,29 +5,22 @@
 // state (runs, metric, filter, zoom, open profile), the polling loop and the
 // wiring between the toolbar, the heatmap panels, the legend and the profile.
 
-import { decodeHeatmap, getJSON } from './api.js';
+import { getHeatmap, getJSON, heatmapData } from './api.js';
 import { buildScale } from './colors.js';
 import { Controls } from './controls.js';
 import { FindingsPanel } from './findings.js';
 import { formatStep, formatValue } from './format.js';
 import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
 import { Legend } from './legend.js';
+import { onViewStateChange, readViewState, writeViewState } from './location.js';
 import { PROFILE_SERIES, ProfileView } from './profile.js';
 import { Tooltip } from './tooltip.js';
 
 const POLL_MS = 5000;
 const FULL_REFRESH_MS = 30000; // re-fetch a heatmap at least this often
-const CELL_BUDGET = 600000; // max columns x layers requested when zoomed
-const MAX_COLUMNS = 16000;
+const MAX_COLUMNS = 20000; // the server's limit
 const MIN_ROW_PX = 6; // 500 layers -> 3000 px of rows, scrolled inside the panel
 const MAX_ROW_PX = 22;
-const DEFAULT_METRIC = 'activation_var';
-const PREFERRED_ORDER = [
-  'activation_var', 'gradient_var', 'activation_gain', 'gradient_norm', 'update_ratio',
-  'activation_mean', 'saturation_fraction', 'dead_fraction', 'dead_units', 'dead_units_window',
-  'bn_batch_mean', 'bn_batch_var', 'bn_moving_mean', 'bn_moving_var', 'bn_gamma', 'bn_beta',
-  'bn_skew', 'activation_nonfinite', 'gradient_nonfinite',
-];
 
 function loadStylesheet() {
   if (document.querySelector('link[data-gw-style]')) return Promise.resolve();
@@ -42,6 +35,26 @@ function loadStylesheet() {
   });
 }
 
+/** Whether a fetched heatmap holds the same steps and values as `data`. */
+function sameValues(data, answer) {
+  const ranges = answer.header.step_ranges || [];
+  if (data.totalSteps !== Number(answer.header.total_steps) || data.ranges.length !== ranges.length) return false;
+  for (let c = 0; c < ranges.length; c++) {
+    if (data.ranges[c][0] !== ranges[c][0] || data.ranges[c][1] !== ranges[c][1]) return false;
+  }
+  const a = data.values;
+  const b = answer.values;
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
+  return true;
+}
+
+/** The steps a panel's run covers, [first, last + 1), whether its data is zoomed or not. */
+function fullExtent(data) {
+  if (!data || !data.totalSteps) return null;
+  return data.zoomed ? [data.firstStep, data.lastStep + 1] : dataExtent(data);
+}
+
 function el(tag, className, text) {
   const node = document.createElement(tag);
   if (className) node.className = className;
@@ -53,6 +66,8 @@ class App {
   constructor(root) {
     this.runs = [];
     this.metricInfo = {};
+    this.metricNames = []; // the server's list (metadata.METRIC_NAMES), in menu order
+    this.defaultMetric = null;
     this.runsText = null;
     this.runsError = null;
     this.run = null;
@@ -68,6 +83,11 @@ class App {
     this.pollBusy = false;
     this.lastUpdate = null;
 
+    // The view a link or a reload asks for, applied as its runs and data arrive.
+    this.pending = readViewState();
+    this.filter = this.pending.filter || '';
+    this.zoom = this.pending.zoom;
+
     this.root = el('div', 'gw-app');
     root.appendChild(this.root);
     this.controls = new Controls(this.root, {
@@ -77,6 +97,7 @@ class App {
       filter: (text) => this.setFilter(text),
       resetZoom: () => this.setZoom(null),
     });
+    this.controls.filter.value = this.filter;
     this.status = el('div', 'gw-status', 'Loading\u2026');
     this.status.id = 'gw-status';
     this.status.setAttribute('role', 'status');
@@ -114,6 +135,7 @@ class App {
       this.profileError = null;
       this.layoutPanels();
       this.updateStatus();
+      this.saveState();
     };
     this.root.appendChild(this.main);
 
@@ -125,6 +147,8 @@ class App {
         this.refreshPanels();
       }, 200);
     });
+    // A link pasted into an open tab: start over from it.
+    onViewStateChange(() => window.location.reload());
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden) this.poll();
     });
@@ -165,6 +189,8 @@ class App {
       await this.refreshPanels();
       await this.refreshFindings();
       this.lastUpdate = new Date();
+      this.openPendingProfile();
+      this.saveState();
     } catch (err) {
       this.runsError = `Could not load runs: ${err.message}`;
     } finally {
@@ -173,22 +199,51 @@ class App {
     }
   }
 
+  /** The selected step of a link, once its run's heatmap has arrived. */
+  openPendingProfile() {
+    const { step } = this.pending;
+    if (step === null || step === undefined) return;
+    const run = this.pending.step_run || this.run;
+    const panel = this.panels.find((p) => p.run === run);
+    if (!panel || !panel.data) return;
+    delete this.pending.step;
+    this.openProfile(run, step);
+  }
+
+  /** Puts the view's state in the URL (see location.js). */
+  saveState() {
+    writeViewState({
+      run: this.run,
+      compare: this.run2,
+      metric: this.metric,
+      filter: this.filter,
+      zoom: this.zoom,
+      step_run: this.profileSel ? this.profileSel.run : null,
+      step: this.profileSel ? this.profileSel.step : null,
+    });
+  }
+
   applyRuns(json) {
     const runs = Array.isArray(json && json.runs) ? json.runs : [];
     this.runs = runs.map((r) => ({
       run: String(r.run),
       layers: Array.isArray(r.layers) ? r.layers.map(String) : [],
       metrics: Array.isArray(r.metrics) ? r.metrics.map(String) : [],
-      numSteps: Number(r.num_steps) || 0,
-      firstStep: Number(r.first_step) || 0,
       lastStep: Number(r.last_step) || 0,
     }));
     this.metricInfo = (json && json.metric_info) || {};
+    this.metricNames = Array.isArray(json && json.metric_names) ? json.metric_names.map(String) : [];
+    this.defaultMetric = json && json.default_metric ? String(json.default_metric) : null;
     const names = this.runs.map((r) => r.run);
     const hasRuns = names.length > 0;
     this.empty.hidden = hasRuns;
     this.main.hidden = !hasRuns;
     this.controls.setEnabled(hasRuns);
+    if (hasRuns && this.pending.run !== undefined) {
+      if (names.includes(this.pending.run)) this.run = this.pending.run;
+      if (names.includes(this.pending.compare)) this.run2 = this.pending.compare;
+      delete this.pending.run;
+    }
     if (!names.includes(this.run)) this.run = hasRuns ? names[0] : null;
     if (this.run2 && !names.includes(this.run2)) this.run2 = '';
     this.controls.setRuns(names, this.run || '', this.run2);
@@ -196,7 +251,7 @@ class App {
     this.syncPanels();
   }
 
-  /** Metric choices: union over the selected runs, in the preferred order. */
+  /** Metric choices: union over the selected runs, in the server's order. */
   syncMetrics() {
     const present = new Set();
     for (const name of this.selectedRuns()) {
@@ -204,12 +259,16 @@ class App {
       if (info) info.metrics.forEach((m) => present.add(m));
     }
     const rank = (m) => {
-      const i = PREFERRED_ORDER.indexOf(m);
-      return i < 0 ? PREFERRED_ORDER.length : i;
+      const i = this.metricNames.indexOf(m);
+      return i < 0 ? this.metricNames.length : i;
     };
     const names = [...present].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
+    if (names.length && this.pending.metric !== undefined) {
+      if (names.includes(this.pending.metric)) this.metric = this.pending.metric;
+      delete this.pending.metric;
+    }
     if (!names.includes(this.metric)) {
-      this.metric = names.includes(DEFAULT_METRIC) ? DEFAULT_METRIC : (names[0] || null);
+      this.metric = names.includes(this.defaultMetric) ? this.defaultMetric : (names[0] || null);
     }
     this.controls.setMetrics(names.map((name) => {
       const info = this.metricInfo[name] || {};
@@ -250,20 +309,31 @@ class App {
         }
       },
     });
-    return { run, view, data: null, text: null, key: null, sig: null, fetchedAt: 0, seq: 0, error: null };
+    return { run, view, data: null, dataKey: null, key: null, sig: null, fetchedAt: 0, seq: 0, error: null };
   }
 
   // ---- heatmap data --------------------------------------------------------
 
-  columnsFor(p, info) {
+  /**
+   * Columns to ask for: one per device pixel of the panel's width (rounded
+   * up to 50, so a small resize reuses the data), zoomed or not: a zoom asks
+   * for its own step range, so it gets real detail at screen resolution.
+   * The panel's width, not the heatmap's: known before the first data.
+   */
+  columnsFor(p) {
     const width = p.view.el.clientWidth || this.panelHost.clientWidth || 800;
-    const base = Math.max(100, Math.round(width / 50) * 50);
-    if (!this.zoom) return base;
-    const span = Math.max(1, info.lastStep - info.firstStep + 1);
-    const frac = Math.min(1, Math.max(1e-6, (this.zoom[1] - this.zoom[0]) / span));
-    const factor = Math.pow(2, Math.ceil(Math.log2(1 / frac)));
-    const cap = Math.max(base, Math.min(MAX_COLUMNS, Math.floor(CELL_BUDGET / Math.max(1, info.layers.length))));
-    return Math.min(cap, Math.max(base, Math.min(base * factor, info.numSteps || base)));
+    const px = width * (window.devicePixelRatio || 1);
+    return Math.min(MAX_COLUMNS, Math.max(100, Math.ceil(px / 50) * 50));
+  }
+
+  /** The zoom as the recorded steps it shows: {start_step, end_step}, or {}. */
+  zoomParams() {
+    if (!this.zoom) return {};
+    // A column spans from its step to the next one, so the steps that start
+    // inside [zoom[0], zoom[1]) are the ones shown.
+    const start = Math.max(0, Math.floor(this.zoom[0]));
+    const end = Math.max(start, Math.ceil(this.zoom[1]) - 1);
+    return { start_step: String(start), end_step: String(end) };
   }
 
   /** Fetches heatmaps whose request or run changed (or that are older than FULL_REFRESH_MS). */
@@ -281,42 +351,44 @@ class App {
       p.key = null;
       p.error = null;
       p.view.setLoading(false);
-      this.setPanelData(p, null, null);
+      this.setPanelData(p, null);
       p.view.showMessage(metric
         ? `\u201c${this.metricLabel(metric)}\u201d is not recorded for this run.`
         : 'No metrics recorded for this run yet.');
       return;
     }
-    const columns = this.columnsFor(p, info);
-    const key = `${metric}|${columns}`;
-    const sig = [info.numSteps, info.firstStep, info.lastStep, info.layers.length].join('|');
+    const columns = this.columnsFor(p);
+    const range = this.zoomParams();
+    const key = `${metric}|${columns}|${range.start_step}|${range.end_step}`;
+    const sig = [info.lastStep, info.layers.length].join('|');
     const fresh = Date.now() - p.fetchedAt < FULL_REFRESH_MS;
     if (key === p.key && sig === p.sig && fresh) return;
     const seq = ++p.seq;
     if (!p.data || p.data.metric !== metric) p.view.setLoading(true);
     try {
-      const { json, text } = await getJSON('heatmap', { run: p.run, metric, max_columns: String(columns) });
+      const answer = await getHeatmap({ run: p.run, metric, max_columns: String(columns), ...range });
       if (seq !== p.seq) return;
       Object.assign(p, { key, sig, fetchedAt: Date.now(), error: null });
       p.view.setLoading(false);
       p.view.showMessage('');
-      if (text === p.text) return; // unchanged: no redraw, no flicker
-      const data = decodeHeatmap(json);
+      if (p.data && p.key === p.dataKey && sameValues(p.data, answer)) return; // unchanged: no redraw, no flicker
+      const data = heatmapData(answer);
       data.metric = metric;
-      this.setPanelData(p, data, text);
+      data.zoomed = Boolean(range.start_step);
+      p.dataKey = key;
+      this.setPanelData(p, data);
     } catch (err) {
       if (seq !== p.seq) return;
       p.view.setLoading(false);
       Object.assign(p, { key, sig, fetchedAt: Date.now(), error: `Heatmap for ${p.run}: ${err.message}` });
-      if (p.data && p.data.metric !== metric) this.setPanelData(p, null, null);
+      if (p.data && p.data.metric !== metric) this.setPanelData(p, null);
       p.view.showMessage(`Could not load heatmap: ${err.message}`, true);
     }
   }
 
-  setPanelData(p, data, text) {
+  setPanelData(p, data) {
     if (p.data === data) return;
     p.data = data;
-    p.text = text;
     this.rebuildScale();
   }
 
@@ -336,14 +408,14 @@ class App {
     let lo = Infinity;
     let hi = -Infinity;
     for (const p of this.panels) {
-      const ext = dataExtent(p.data);
+      const ext = fullExtent(p.data);
       if (ext) {
         lo = Math.min(lo, ext[0]);
         hi = Math.max(hi, ext[1]);
       }
     }
     const full = lo < hi ? [lo, hi] : [0, 1];
-    if (this.zoom && (this.zoom[1] <= full[0] || this.zoom[0] >= full[1])) this.zoom = null;
+    if (this.zoom && lo < hi && (this.zoom[1] <= full[0] || this.zoom[0] >= full[1])) this.zoom = null;
     this.controls.setZoomed(Boolean(this.zoom));
     const domain = this.zoom || full;
     const maxBodyH = Math.max(240, Math.min(620, window.innerHeight - 300));
@@ -368,6 +440,7 @@ class App {
     this.rebuildScale();
     this.refreshPanels();
     this.refreshFindings();
+    this.saveState();
   }
 
   // ---- findings --------------------------------------------------------------
@@ -382,7 +455,9 @@ class App {
     if (info && finding.metric && info.metrics.includes(finding.metric) && finding.metric !== this.metric) {
       this.selectMetric(finding.metric);
     }
-    const first = info ? info.firstStep : 0;
+    const panel = this.panels.find((p) => p.run === run);
+    const extent = panel ? fullExtent(panel.data) : null;
+    const first = extent ? extent[0] : 0;
     const last = info ? Math.max(info.lastStep, finding.last) : finding.last;
     if (finding.first <= first && finding.last >= last) {
       this.setZoom(null);
@@ -390,7 +465,6 @@ class App {
       const pad = Math.max(1, 0.15 * (finding.last - finding.first), 0.04 * Math.max(1, last - first));
       this.setZoom([Math.max(first, finding.first - pad), Math.min(last + 1, finding.last + pad)]);
     }
-    const panel = this.panels.find((p) => p.run === run);
     if (panel && finding.layers.length) {
       if (!panel.view.scrollToLayer(finding.layers[0]) && this.filter) {
         this.controls.filter.value = '';
@@ -406,12 +480,14 @@ class App {
     this.metric = name;
     this.syncMetrics();
     this.refreshPanels();
+    this.saveState();
   }
 
   setFilter(text) {
     this.filter = text;
     this.tooltip.hide();
     this.layoutPanels();
+    this.saveState();
   }
 
   setZoom(range) {
@@ -422,13 +498,15 @@ class App {
         a = mid - 1;
         b = mid + 1;
       }
-      this.zoom = [a, b];
+      // Whole steps: what the URL keeps, and a recorded step is in or out.
+      this.zoom = [Math.floor(a), Math.ceil(b)];
     } else {
       this.zoom = null;
     }
     this.tooltip.hide();
     this.layoutPanels();
     this.refreshPanels();
+    this.saveState();
   }
 
   showHover(view, hit, e) {
@@ -460,6 +538,7 @@ class App {
     const seq = ++this.profileSeq;
     this.profileSel = { run, step };
     this.profileError = null;
+    this.saveState();
     this.profile.open(run, step, this.metricInfo);
     this.layoutPanels();
     try {
