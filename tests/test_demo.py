@@ -262,7 +262,12 @@ def test_demo_opens_tensorboard_first_and_trains_into_it(tmp_path):
         assert process.wait(timeout=60) == 0
     finally:
         if process.poll() is None:
-            process.kill()
+            # SIGTERM first, so that the demo stops its TensorBoard too.
+            process.terminate()
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
 
 
 def test_running_the_gallery_again_replaces_its_runs(quick_gallery, tmp_path):
