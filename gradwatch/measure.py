@@ -179,9 +179,16 @@ class Measure:
             ],
             axis=1,
         ) if measured else tf.zeros([0, 3])
-        # A step the loss scaler skipped updated nothing: unmeasured.
+        # A step the loss scaler skipped updated nothing: unmeasured. One
+        # check per optimizer's gradients, however many kernels it applied.
+        finite = {}
+        for r in received:
+            if r.batch is not None and id(r.batch) not in finite:
+                finite[id(r.batch)] = st.as_float32(tf.reduce_all(
+                    [tf.reduce_all(tf.math.is_finite(g)) for g in r.batch]
+                ))
         applied = [
-            tf.constant(1.0) if r.finite is None else st.as_float32(r.finite)
+            tf.constant(1.0) if r.batch is None else finite[id(r.batch)]
             for r in received
         ]
         index = {id(k): n for n, k in enumerate(measured)}

@@ -106,12 +106,16 @@ class Trace:
 class _KernelGradient:
     """A watched kernel's gradient as its optimizer received it: scaled by
     `scale` (a loss-scaling optimizer's, else None), and applied only if
-    `finite` (None: always)."""
+    every gradient of `batch` (that optimizer's) is finite (None: always).
 
-    def __init__(self, gradient, scale, finite):
+    The check itself is left to the measuring branch, which runs on recorded
+    steps only: made here, it would read every gradient on every step.
+    """
+
+    def __init__(self, gradient, scale, batch):
         self.gradient = gradient
         self.scale = scale
-        self.finite = finite
+        self.batch = batch
 
 
 class LayerTap:
@@ -231,20 +235,18 @@ class OptimizerTap:
         if tf.compat.v1.get_default_graph() is not trace.graph:
             return  # Applied inside a loop or condition: not usable after it.
         scale = internals.loss_scale(self.optimizer)
-        finite = None
+        batch = None
         if scale is not None:
             # The scale the gradients carry, before `apply` changes it; the
             # loss scaler skips the update when any gradient is not finite.
             scale = tf.identity(st.as_float32(scale))
-            finite = tf.reduce_all(
-                [tf.reduce_all(tf.math.is_finite(g)) for g in grads if g is not None]
-            )
+            batch = [g for g in grads if g is not None]
             if trace.loss_scale is None:
                 trace.loss_scale = scale
         watched = self.capture.kernel_ids
         for grad, variable in zip(grads, trainable_variables):
             if grad is not None and id(variable) in watched:
-                trace.kernel_gradients[id(variable)] = _KernelGradient(grad, scale, finite)
+                trace.kernel_gradients[id(variable)] = _KernelGradient(grad, scale, batch)
 
 
 def _apply_with_taps(original, taps, args, kwargs):
