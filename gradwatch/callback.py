@@ -168,7 +168,7 @@ class GradWatch(keras.callbacks.Callback):
                 "GradWatch needs a compiled model: call `model.compile(...)` "
                 "before `fit`."
             )
-        chief = hooks.Replicas(model.distribute_strategy).is_chief
+        chief = hooks.Replicas.of(model).is_chief
         if chief:
             _check_writable(self.log_dir)
         previous = self._instrumentation
