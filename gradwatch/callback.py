@@ -92,7 +92,7 @@ class GradWatch(keras.callbacks.Callback):
         thresholds=None,
     ):
         super().__init__()
-        keras_internals.require_tensorflow_backend()
+        keras_internals.require_supported_backend()
         if thresholds is not None and not isinstance(
             thresholds, findings.Thresholds
         ):
@@ -153,6 +153,7 @@ class GradWatch(keras.callbacks.Callback):
         self._writer = None
         self._pending_audit = None
         self._next_step = 0
+        self._steps_per_call = 1
         self._recording = None  # The first step of a call that records.
         self._last_written = None
         self._first_call = True
@@ -196,6 +197,7 @@ class GradWatch(keras.callbacks.Callback):
         self._next_step = start
         self._first_call = True
         self._writer = None
+        self._steps_per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
 
     def _run_dir(self, layers, start):
         """`self.log_dir`, unless it holds another run: then a fresh sibling.
@@ -275,7 +277,7 @@ class GradWatch(keras.callbacks.Callback):
         if not self._attached():
             return
         first = self._next_step
-        steps = self._steps_per_call()
+        steps = self._steps_per_call
         in_epoch = self.params.get("steps") if self.params else None
         if in_epoch:  # The epoch's last call runs what is left of it.
             steps = max(1, min(steps, in_epoch - batch))
@@ -321,9 +323,6 @@ class GradWatch(keras.callbacks.Callback):
 
     # -- writing --------------------------------------------------------------
 
-    def _steps_per_call(self):
-        return max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
-
     def _write(self, step):
         instrumentation = self._instrumentation
         if not instrumentation.replicas.is_chief:
@@ -341,7 +340,10 @@ class GradWatch(keras.callbacks.Callback):
                     f"{self.update_freq} steps -> {self.log_dir}"
                 )
             audit = self._pending_audit
-            if audit is None:
+            if audit is None and not _stateless_backend():
+                # (On JAX, Keras builds every layer before `on_train_begin`,
+                # which audited them: the model's state is not to be read
+                # from inside its train function.)
                 audit = init_audit.audit(watched, self.model)
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
@@ -381,6 +383,12 @@ class GradWatch(keras.callbacks.Callback):
                         f"'{self.first_nonfinite['layer']}'."
                     )
                 return
+
+
+def _stateless_backend():
+    """Whether the model's state lives in the train step's arguments (JAX),
+    where reading `self.model` mid-epoch syncs it back to the variables."""
+    return keras.backend.backend() == "jax"
 
 
 def headline(layer_metrics, chain=()):
