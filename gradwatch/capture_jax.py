@@ -49,6 +49,14 @@ class JaxCapture(Capture):
         return "stateless_apply", _stateless_apply_with_taps
 
     def hand_over(self, trace, tap, call):
+        # Until the backward pass says otherwise, the call keeps its forward
+        # values: those of a layer that no trainable weight reaches (an
+        # activation of the input) are not differentiated, so they belong to
+        # the step itself, and no backward pass comes for them. (Those of a
+        # branch no loss reads are differentiated but get no backward pass:
+        # `_drop_leaked` drops them.)
+        trace.calls.setdefault(tap, []).append(call)
+
         @jax.custom_vjp
         def identity(y, residuals):
             return y
@@ -57,15 +65,11 @@ class JaxCapture(Capture):
             return y, (y, residuals)
 
         def backward(saved, dy):
-            y, residuals = saved
-            call.y = y
-            call.x, call.moving_before = residuals
+            # The forward values inside `value_and_grad` cannot outlive it:
+            # the residuals, which are the same values, can.
+            call.y, (call.x, call.moving_before) = saved
             call.gradients.append(dy)
-            calls = trace.calls.setdefault(tap, [])
-            if call not in calls:
-                calls.append(call)
-            # The residuals are not differentiated: zero cotangents.
-            return dy, jax.tree.map(jax.numpy.zeros_like, residuals)
+            return dy, jax.tree.map(jax.numpy.zeros_like, saved[1])
 
         identity.defvjp(forward, backward)
         return identity(call.y, (call.x, call.moving_before))
@@ -85,6 +89,7 @@ class JaxCapture(Capture):
             finally:
                 self.tracing = None
             self._report_elsewhere(trace)
+            _drop_leaked(trace, jax.tree.leaves(data)[0])
             if self._layout is None:
                 self._layout = self._sizes_seen(trace)
             trainable, non_trainable, optimizer_values = new_state[:3]
@@ -118,6 +123,32 @@ class JaxCapture(Capture):
 
     def packed(self):
         return np.asarray(self._packed, np.float32)
+
+
+def _drop_leaked(trace, reference):
+    """Drops the calls whose backward pass never came although their values
+    were differentiated (a branch no loss reads): their forward values
+    belong to the finished gradient transform, and any use fails.
+
+    Args:
+        trace: The step's `Trace`.
+        reference: A value of the step itself (one of its arguments).
+    """
+    for tap, calls in list(trace.calls.items()):
+        alive = [c for c in calls if c.gradients or _of_step(c.y, reference)]
+        if alive:
+            trace.calls[tap] = alive
+        else:
+            del trace.calls[tap]
+
+
+def _of_step(value, reference):
+    """Whether `value` belongs to the step's own trace, as `reference` does
+    (or is concrete, where the step runs eagerly). A tracer's `_trace` is a
+    JAX internal, checked by tests/test_keras_contract.py."""
+    if not isinstance(value, jax.core.Tracer):
+        return True
+    return value._trace is getattr(reference, "_trace", None)
 
 
 def _stateless_apply_with_taps(original, taps, args, kwargs):
