@@ -11,6 +11,20 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skips `tensorflow_only` tests on another Keras backend (the backend
+    runs of tests/test_backends.py)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow code, and Keras runs on {backend}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def log_dir(tmp_path):
     return str(tmp_path / "run")
