@@ -1,0 +1,29 @@
+"""Rule `saturation`: a layer's outputs sustained in the flat region of its
+nonlinearity."""
+
+import numpy as np
+
+from .. import model, remedies, text
+from ..sustained import sustained
+
+
+def check(view, th):
+    sat = view.get("saturation_fraction")
+    with np.errstate(invalid="ignore"):
+        condition = sat >= th.saturation_fraction
+    # A sigmoid or softmax output feeding a cross-entropy loss passes p - y
+    # back to its logits, saturated or not: a confident classifier is not
+    # a saturated network.
+    condition[:, view.loss_heads()] = False
+    hits = sustained(condition, th.min_records)
+    if not hits:
+        return []
+    latest = {layer: float(sat[hits.recent(layer)[1], layer]) for layer in hits.layers}
+    summary = f"{text.percent(latest.values())} of outputs in the flat region of the nonlinearity"
+    return [
+        view.finding(
+            "saturation", model.WARNING, hits.layers, hits.first, hits.last, summary,
+            remedies.SATURATION, "saturation_fraction",
+            details={"fractions": {view.layers[l]: v for l, v in latest.items()}},
+        )
+    ]
