@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gradwatch
-from conftest import fit_and_load, rng
+from conftest import fit_and_load, mlp, rng
 from gradwatch import activations, findings
 from gradwatch.__main__ import main as cli_main
 from gradwatch_tensorboard import metadata
@@ -23,17 +23,6 @@ from gradwatch_tensorboard.summary import SummaryWriter
 
 def rules(found):
     return {f.rule: f for f in found}
-
-
-def mlp(depth, width, activation, initializer, input_dim=None, learning_rate=0.0):
-    """`depth` Dense layers `h0..` and a linear `head`; frozen weights by default."""
-    layers = [keras.Input((input_dim or width,))]
-    for i in range(depth):
-        layers.append(keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"h{i}"))
-    layers.append(keras.layers.Dense(1, name="head"))
-    model = keras.Sequential(layers)
-    model.compile(keras.optimizers.SGD(learning_rate), "mse")
-    return model
 
 
 def fit_model(model, log_dir, x=None, batches=6, batch_size=32, **kwargs):
