@@ -145,3 +145,13 @@ class View:
         )
         finding.message = text.render_message(finding, self.layers)
         return finding
+
+    def share_finding(self, rule, hits, shares, what, remedy, metric):
+        """A warning over the layers of `hits` (a `Sustained`) whose
+        `shares` (`{layer: fraction}`, at each one's last sustained row)
+        are `what`: `"40–90% of units dead"`."""
+        return self.finding(
+            rule, model.WARNING, hits.layers, hits.first, hits.last,
+            f"{text.percent(shares.values())} {what}", remedy, metric,
+            details={"fractions": {self.layers[l]: v for l, v in shares.items()}},
+        )

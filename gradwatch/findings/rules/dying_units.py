@@ -3,7 +3,7 @@ consecutive batches."""
 
 import numpy as np
 
-from .. import model, remedies, text
+from .. import remedies
 from ..arrays import nanmax
 from ..sustained import sustained
 
@@ -33,11 +33,5 @@ def check(view, th):
     for layer in hits.layers:
         row = hits.recent(layer)[1]
         latest[layer] = nanmax([fraction[row, layer], window[row, layer]])
-    summary = f"{text.percent(latest.values())} of units dead"
-    return [
-        view.finding(
-            "dying_units", model.WARNING, hits.layers, hits.first, hits.last, summary,
-            remedies.DYING_UNITS, "dead_fraction",
-            details={"fractions": {view.layers[l]: v for l, v in latest.items()}},
-        )
-    ]
+    return [view.share_finding("dying_units", hits, latest, "of units dead",
+                               remedies.DYING_UNITS, "dead_fraction")]

@@ -3,7 +3,7 @@ nonlinearity."""
 
 import numpy as np
 
-from .. import model, remedies, text
+from .. import remedies
 from ..sustained import sustained
 
 
@@ -19,11 +19,6 @@ def check(view, th):
     if not hits:
         return []
     latest = {layer: float(sat[hits.recent(layer)[1], layer]) for layer in hits.layers}
-    summary = f"{text.percent(latest.values())} of outputs in the flat region of the nonlinearity"
-    return [
-        view.finding(
-            "saturation", model.WARNING, hits.layers, hits.first, hits.last, summary,
-            remedies.SATURATION, "saturation_fraction",
-            details={"fractions": {view.layers[l]: v for l, v in latest.items()}},
-        )
-    ]
+    return [view.share_finding("saturation", hits, latest,
+                               "of outputs in the flat region of the nonlinearity",
+                               remedies.SATURATION, "saturation_fraction")]
