@@ -725,3 +725,22 @@ def test_one_first_to_last_ratio_for_rules_headline_and_demo(runs):
     vanishing = rules(run.findings())["vanishing_gradients"]
     assert vanishing.details["ratio"] == pytest.approx(float(np.median(ratio)), rel=1e-6)
     np.testing.assert_array_equal(gallery.backward_ratios(run), ratio)
+
+
+def test_sustained_condition_keeps_only_long_enough_runs_per_layer():
+    from gradwatch.findings.sustained import sustained
+
+    condition = np.array([
+        [1, 0, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+        [1, 1, 1],
+        [1, 0, 0],
+        [1, 0, 1],
+    ], bool)
+    hits = sustained(condition, 3)
+    # Layer 0: rows 0-1 are too short, rows 3-5 count; layer 1: rows 1-3;
+    # layer 2: no three consecutive rows.
+    assert hits.runs == {0: [(3, 5)], 1: [(1, 3)]}
+    assert (hits.layers, hits.first, hits.last, hits.recent(0)) == ([0, 1], 1, 5, (3, 5))
+    assert not sustained(condition, 4) and sustained(condition, 4).layers == []
