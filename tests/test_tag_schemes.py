@@ -37,7 +37,8 @@ def write_release_run(log_dir, steps):
     """A run as gradwatch 0.1.0's `SummaryWriter` wrote it: its tags spelled
     out here, as that release wrote them, not taken from `metadata`."""
     os.makedirs(log_dir, exist_ok=True)
-    path = os.path.join(log_dir, f"events.out.tfevents.{time.time():010.0f}.{socket.gethostname()}.0.0.gradwatch")
+    # Named a minute back, as an earlier release's file is: it sorts first.
+    path = os.path.join(log_dir, f"events.out.tfevents.{int(time.time()) - 60:010d}.{socket.gethostname()}.0.0.gradwatch")
     with open(path, "wb") as f:
         records = RecordWriter(f)
 
