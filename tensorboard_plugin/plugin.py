@@ -35,11 +35,12 @@ import threading
 
 import numpy as np
 import werkzeug
+from werkzeug.utils import safe_join
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util, json_util
 from tensorboard.plugins import base_plugin
 
-from . import metadata
+from . import findings_document, metadata
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
@@ -113,9 +114,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         tags = listing.get(run)
         metrics = {}
         for tag, series in (tags or {}).items():
-            metric = metadata.metric_from_tag(tag)
+            metric = metadata.metric_from_tag(tag)  # either tag scheme
             if metric is not None:
-                metrics[metric] = series
+                metrics[metric] = _latest(metrics.get(metric), series)
         if not metrics:
             raise errors.NotFoundError(f"No GradWatch data for run {run!r}")
         return metrics
@@ -166,7 +167,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             self._warmed.add(key)
 
         def read_all():
-            for metric in sorted(metrics, key=_metric_order):
+            for metric in sorted(metrics, key=metadata.metric_order):
                 try:
                     self._read_series(ctx, experiment, run, metric, metrics[metric])
                 except errors.PublicError:
@@ -188,13 +189,14 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 experiment_id=experiment,
                 plugin_name=metadata.PLUGIN_NAME,
                 downsample=self._samples,
-                run_tag_filter=_run_tag_filter(run, tag),
+                run_tag_filter=_run_tag_filter(run, metadata.tags_for_reading(tag)),
             )
         except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(
                 f"Run {run!r}, {what}: the event file holds a damaged record ({e})"
             ) from e
-        return result.get(run, {}).get(tag, [])
+        by_tag = result.get(run, {})
+        return [d for t in metadata.tags_for_reading(tag) for d in by_tag.get(t, [])]
 
     def _remember(self, key, version, value):
         """Caches `value` for `key` until the series' `version` changes; the
@@ -230,7 +232,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 {
                     "run": run,
                     "layers": layers,
-                    "metrics": sorted(metrics, key=_metric_order),
+                    "metrics": sorted(metrics, key=metadata.metric_order),
                     "last_step": max(s.max_step for s in metrics.values()),
                 }
             )
@@ -270,7 +272,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         if metric not in metrics:
             raise errors.NotFoundError(
                 f"Run {run!r} has no metric {metric!r}; it has "
-                f"{sorted(metrics, key=_metric_order)}"
+                f"{sorted(metrics, key=metadata.metric_order)}"
             )
         series = self._read_series(ctx, experiment, run, metric, metrics[metric])
         scale = metadata.METRICS[metric].scale if metric in metadata.METRICS else "signed"
@@ -306,7 +308,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         if wanted is not None:
             metrics = _chosen_metrics(run, metrics, wanted)
         layers, per_metric = None, {}
-        for metric in sorted(metrics, key=_metric_order):
+        for metric in sorted(metrics, key=metadata.metric_order):
             series = self._read_series(
                 ctx, experiment, run, metric, metrics[metric]
             )
@@ -328,7 +330,10 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._run_tags(listing, run)  # NotFoundError for an unknown run
         body = {"run": run, "available": False, "step": None, "final": False,
                 "findings": []}
-        series = (listing.get(run) or {}).get(metadata.FINDINGS_TAG)
+        tags = listing.get(run) or {}
+        series = None
+        for tag in metadata.tags_for_reading(metadata.FINDINGS_TAG):
+            series = _latest(series, tags.get(tag))
         if series is not None:
             document = self._read_findings(ctx, experiment, run, series)
             if document is not None:
@@ -365,77 +370,48 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, contents, mimetype)
 
 
-_FINDING_TEXT = ("rule", "severity", "message", "remedy", "metric", "summary", "group")
-
-
 def parse_findings_document(value):
-    """Validates a findings document (a string tensor of JSON).
+    """Decodes a findings document (a string tensor of JSON).
 
     Returns:
-        `{"available", "step", "final", "findings": [...]}` with every field
-        of every finding of the expected type, or None if `value` is not a
-        findings document. Unknown fields are dropped.
+        `{"available", "step", "final", "findings": [...]}`, validated by
+        `findings_document.parse_document`, or None if `value` is not a
+        findings document.
     """
     try:
         text = np.asarray(value, dtype=object).reshape(-1)[0]
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        document = json.loads(text)
+        document = findings_document.parse_document(json.loads(text))
     except (IndexError, ValueError, TypeError, UnicodeDecodeError):
         return None
-    if not isinstance(document, dict) or not isinstance(document.get("findings"), list):
+    if document is None:
         return None
-    findings = []
-    for item in document["findings"]:
-        if not isinstance(item, dict):
-            continue
-        try:
-            finding = {name: str(item.get(name, "")) for name in _FINDING_TEXT}
-            finding["layers"] = [str(n) for n in item.get("layers") or []]
-            finding["first_step"] = int(item["first_step"])
-            finding["last_step"] = int(item["last_step"])
-            finding["ongoing"] = bool(item.get("ongoing", False))
-        except (KeyError, TypeError, ValueError):
-            continue
-        findings.append(finding)
-    step = document.get("step")
-    return {
-        "available": True,
-        "step": int(step) if isinstance(step, int) else None,
-        "final": bool(document.get("final", False)),
-        "findings": findings,
-    }
+    return {"available": True, "step": document["step"], "final": document["final"],
+            "findings": document["findings"]}
 
 
 def _static_path(name):
-    """The file under static/ called `name`; NotFoundError for anything else.
-
-    Only plain names of files that exist are served: no separators, no `..`,
-    however encoded (werkzeug has already percent-decoded the path).
-    """
-    if (
-        not name
-        or name.startswith(".")
-        or any(sep in name for sep in ("/", "\\", "\0", ":"))
-    ):
-        raise errors.NotFoundError(f"No static file {name!r}")
-    path = os.path.join(_STATIC_DIR, name)
-    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(
-        _STATIC_DIR
-    ) or not os.path.isfile(path):
+    """The file under static/ called `name`; NotFoundError for anything else
+    (werkzeug has already percent-decoded the path; `safe_join` refuses
+    whatever would leave the folder)."""
+    path = safe_join(_STATIC_DIR, name)
+    if path is None or not os.path.isfile(path):
         raise errors.NotFoundError(f"No static file {name!r}")
     return path
 
 
-def _run_tag_filter(run, tag):
+def _latest(series, other):
+    """Of two time series (either may be None), the one written last."""
+    if series is None or other is None:
+        return other if series is None else series
+    return max(series, other, key=lambda t: (t.max_step, t.max_wall_time))
+
+
+def _run_tag_filter(run, tags):
     from tensorboard.data import provider
 
-    return provider.RunTagFilter(runs=[run], tags=[tag])
-
-
-def _metric_order(name):
-    names = metadata.METRIC_NAMES
-    return (names.index(name) if name in names else len(names), name)
+    return provider.RunTagFilter(runs=[run], tags=list(tags))
 
 
 def _chosen_metrics(run, metrics, wanted):
@@ -449,7 +425,7 @@ def _chosen_metrics(run, metrics, wanted):
     if unknown:
         raise errors.NotFoundError(
             f"Run {run!r} has no metric {unknown[0]!r}; it has "
-            f"{sorted(metrics, key=_metric_order)}"
+            f"{sorted(metrics, key=metadata.metric_order)}"
         )
     return {name: metrics[name] for name in names}
 

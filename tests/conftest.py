@@ -43,6 +43,23 @@ def fit_and_load(model, x, y, log_dir, batch_size=32, epochs=1, **gradwatch_kwar
     return gradwatch.load(log_dir)
 
 
+def mlp(depth, width, activation, initializer, input_dim=None, learning_rate=0.0, prefix="h"):
+    """`depth` Dense layers `{prefix}0..` of `width` units, then a linear
+    `head`, compiled with SGD at `learning_rate` and MSE. The default rate 0
+    freezes the weights, so every recorded step shows the initial state."""
+    import keras
+
+    layers = [keras.Input((input_dim or width,))]
+    for i in range(depth):
+        layers.append(
+            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"{prefix}{i}")
+        )
+    layers.append(keras.layers.Dense(1, name="head"))
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.SGD(learning_rate), "mse")
+    return model
+
+
 def raise_at(batch, error, when="end"):
     """A Keras callback that raises `error` (an exception or its class) as
     batch `batch` of an epoch begins or ends: a KeyboardInterrupt, or

@@ -38,6 +38,10 @@ def documented():
     return routes
 
 
+# Objects documented as a whole (their keys vary by rule).
+OPAQUE = {"findings[].details"}
+
+
 def field_paths(value, prefix=""):
     """Dotted paths of every field in a JSON value: `runs[].run`, with a dict
     keyed by metric names written `<metric>`."""
@@ -47,7 +51,8 @@ def field_paths(value, prefix=""):
         for key, item in value.items():
             name = prefix + ("<metric>" if keyed_by_metric else key)
             paths.add(name)
-            paths |= field_paths(item, name + ".")
+            if name not in OPAQUE:
+                paths |= field_paths(item, name + ".")
     elif isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
         for item in value:
             paths |= field_paths(item, prefix[:-1] + "[].")
