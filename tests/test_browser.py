@@ -241,6 +241,23 @@ def test_readme_screenshot(page):
     assert os.path.getsize(os.path.join(here, "docs", "heatmaps.png")) > 10_000
 
 
+@pytest.mark.skipif(not os.environ.get("GRADWATCH_README_SCREENSHOT"), reason="maintainer tool")
+def test_readme_dark_screenshot(tensorboard):
+    """Regenerates docs/dark.png: GRADWATCH_README_SCREENSHOT=1 pytest -k readme."""
+    with open_tab(tensorboard.url + "#gradwatch", color_scheme="dark") as page:
+        frame = frame_of(page)
+        frame.locator("#gw-run").select_option("sigmoid")
+        frame.locator("#gw-metric").select_option("gradient_var")
+        page.wait_for_timeout(2000)
+        frame.locator("canvas.gw-heatmap").first.focus()
+        for key in ["ArrowLeft"] * 6 + ["ArrowDown"] * 2:
+            page.keyboard.press(key)
+        page.wait_for_timeout(500)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        page.screenshot(path=os.path.join(here, "docs", "dark.png"), clip={"x": 0, "y": 64, "width": 1400, "height": 660})
+        assert os.path.getsize(os.path.join(here, "docs", "dark.png")) > 10_000
+
+
 # -- zoom: real detail from the server -----------------------------------------
 
 LONG_RUN_STEPS = 100_000
