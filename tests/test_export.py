@@ -1,8 +1,6 @@
 """`Recording.to_records()` and `.to_frame()`: one row per metric, layer and
 step, checked against values written by construction."""
 
-import builtins
-
 import numpy as np
 import pytest
 
@@ -78,15 +76,8 @@ def test_frame_matches_records_with_layers_in_depth_order(recording):
     assert isinstance(frame, pd.DataFrame)
 
 
-def test_frame_without_pandas_says_how_to_install_it(recording, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_pandas(name, *args, **kwargs):
-        if name == "pandas" or name.startswith("pandas."):
-            raise ImportError("No module named 'pandas'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_pandas)
+def test_frame_without_pandas_says_how_to_install_it(recording, without_module):
+    without_module("pandas")
     with pytest.raises(ImportError, match=r"pip install pandas.*to_records"):
         recording.to_frame()
 

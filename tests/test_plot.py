@@ -1,8 +1,6 @@
 """`Recording.plot(metric)`: the heatmap's pixels and the profile's line hold
 the recorded values (rendered with matplotlib's Agg backend)."""
 
-import builtins
-
 import numpy as np
 import pytest
 
@@ -118,14 +116,7 @@ def test_bad_arguments_name_themselves(recording, kwargs, error, match):
         recording.plot(**kwargs)
 
 
-def test_without_matplotlib_says_how_to_install_it(recording, monkeypatch):
-    real_import = builtins.__import__
-
-    def no_matplotlib(name, *args, **kwargs):
-        if name == "matplotlib" or name.startswith("matplotlib."):
-            raise ImportError("No module named 'matplotlib'")
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_matplotlib)
+def test_without_matplotlib_says_how_to_install_it(recording, without_module):
+    without_module("matplotlib")
     with pytest.raises(ImportError, match="pip install matplotlib"):
         recording.plot("activation_var")

@@ -8,22 +8,6 @@
 const PAGE_ROWS = 10;
 const TOP = 6; // the heatmap's top margin (heatmap.js)
 
-/** The hit (as HeatmapView.hitTest returns it) of row `r`, column `col`. */
-function cellHit(view, r, col) {
-  const d = view.data;
-  const layer = view.rows[r];
-  return {
-    kind: 'cell',
-    r,
-    col,
-    layer,
-    name: d.layers[layer],
-    step: d.steps[col],
-    range: d.ranges[col],
-    value: d.values[col * d.layers.length + layer],
-  };
-}
-
 /** [first, last] columns shown in the view's step domain. */
 function columnsInView(view) {
   const d = view.data;
@@ -59,7 +43,7 @@ export function attachCursor(view, cb) {
     const d = view.data;
     const x = rect.left + (view.stepToX(d.starts[col]) + Math.min(view.stepToX(d.ends[col]), view.bodyX + view.bodyW)) / 2;
     const y = rect.top + TOP + (r + 1) * view.rowH - view.scroller.scrollTop;
-    cb.show(view, cellHit(view, r, col), x, y);
+    cb.show(view, view.cellHit(r, col), x, y);
   };
 
   canvas.addEventListener('focus', () => {

@@ -620,8 +620,13 @@ export class HeatmapView {
     if (x >= this.bodyX + this.bodyW) return null;
     const px = Math.min(this.colOf.length - 1, Math.floor((x - this.bodyX) * this.dpr));
     const col = this.colOf[px];
-    if (col < 0) return null;
+    return col < 0 ? null : this.cellHit(r, col);
+  }
+
+  /** The hit of row `r` (of the filtered rows), column `col`: also the keyboard cursor's (cursor.js). */
+  cellHit(r, col) {
     const d = this.data;
+    const layer = this.rows[r];
     return {
       kind: 'cell',
       r,
