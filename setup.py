@@ -32,7 +32,11 @@ setup(
     package_data={"gradwatch_tensorboard": ["static/*"]},
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "playwright>=1.40", "hypothesis>=6"],
+        # Optional: `Recording.to_frame()` and `Recording.plot()`.
+        "pandas": ["pandas>=1.5"],
+        "plot": ["matplotlib>=3.6"],
+        "test": ["pytest>=7", "playwright>=1.40", "hypothesis>=6",
+                 "pandas>=1.5", "matplotlib>=3.6"],
     },
     entry_points={
         "tensorboard_plugins": [

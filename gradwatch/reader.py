@@ -83,6 +83,27 @@ class Recording:
             )
         return self._scalars[name].copy()
 
+    def to_records(self, metrics=None, run=None):
+        """The record as a NumPy structured array, one row per metric, layer
+        and step: see `gradwatch.export.to_records`."""
+        from . import export
+
+        return export.to_records(self, metrics, run)
+
+    def to_frame(self, metrics=None, run=None):
+        """The record as a long pandas DataFrame (`run`, `metric`, `layer`,
+        `step`, `value`): see `gradwatch.export.to_frame`. Needs pandas."""
+        from . import export
+
+        return export.to_frame(self, metrics, run)
+
+    def plot(self, metric, step=None, figsize=None):
+        """Draws one metric's layer x step heatmap and its depth profile with
+        matplotlib: see `gradwatch.plot.plot`. Returns the Figure."""
+        from . import plot
+
+        return plot.plot(self, metric, step, figsize)
+
     def __repr__(self):
         return (
             f"Recording({self.log_dir!r}, {len(self.layers)} layers, "

@@ -85,3 +85,22 @@ def column(recording, metric, layer, row=-1):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def without_module(monkeypatch):
+    """`without_module("pandas")` makes importing pandas (and its submodules)
+    fail, as where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def block(name):
+        def blocked(module, *args, **kwargs):
+            if module == name or module.startswith(name + "."):
+                raise ImportError(f"No module named {name!r}")
+            return real_import(module, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", blocked)
+
+    return block
