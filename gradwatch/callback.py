@@ -356,6 +356,7 @@ class GradWatch(keras.callbacks.Callback):
         scalars = live.headline(layer_metrics) if self.headline_scalars else None
         self._writer.write_step(step, layer_metrics, scalars)
 
+
 def _stateless_backend():
     """Whether the model's state lives in the train step's arguments (JAX),
     where reading `self.model` mid-epoch syncs it back to the variables."""
