@@ -581,13 +581,8 @@ def measure_model(
 
 
 def machine():
-    """One line: CPU model, cores, Python, TensorFlow and Keras versions."""
-    import tensorflow as tf
-
-    return (
-        f"{machine_info.description()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
-    )
+    """One line: CPU model, cores, Python, Keras and its backend's version."""
+    return f"{machine_info.description()}, {machine_info.software()}"
 
 
 def _ratio(entry, field):

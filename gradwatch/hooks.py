@@ -1,31 +1,28 @@
-"""How GradWatch attaches to a model: the one train function it runs.
+"""How GradWatch attaches to a model: the train function it runs.
 
-While GradWatch is attached, the model runs a single train function: Keras'
-own train step, wrapped. As it is traced,
+While GradWatch is attached, the model's train function is `_ModelCaptures`'
+runner, which calls its capture's function for the step and then lets each
+GradWatch that recorded the call write. The capture (`capture.make_capture`)
+is the backend's:
 
-- a `LayerTap` on each watched layer's `call` keeps the layer's input and
-  output, BatchNormalization's moving statistics before the call, and wraps
-  the output in an identity whose gradient hands over dLoss/d(output);
-- an `OptimizerTap` on `optimizer.apply` keeps each watched kernel's gradient
-  (and the loss scale, under mixed precision);
-- after Keras' step, one `cond` on a recording flag measures everything kept
-  (`gradwatch.statistics`) and stores the few numbers per layer in one
-  variable, which the host reads with one call. A recorded step also reads
-  the watched kernels as it starts, for the update ratio (the optimizer's
-  update then copies them: no copy is kept between steps).
+- on TensorFlow, one traced function serves every step: the taps keep each
+  watched layer's tensors and dLoss/d(output) as the step is traced, and one
+  `cond` on an on-device recording flag measures them after Keras' step and
+  stores the few numbers per layer in one variable. Unrecorded steps pay for
+  the flag test only;
+- on JAX, Keras' own compiled step runs unrecorded steps, and a second one,
+  made with the taps, runs recorded steps and returns the numbers in its
+  logs.
 
-So there is one trace and one compilation, as without GradWatch. Unrecorded
-steps run the same compiled function with the flag off: they pay for the
-flag test only. GradWatch instances that watch the same layers of a model
-share the traced function (`Capture`), so a new callback on an already
-trained model traces nothing.
+GradWatch instances that watch the same layers of a model share the capture,
+so a new callback on an already trained model traces nothing.
 
 The parts: `taps` (what layers and optimizers hand over while the step is
-traced), `capture` (the traced step and its recording flag), `measure`
-(what a recorded step computes, packed into one vector), `replicas` (state
-and pooling under a distribution strategy); this module keeps which capture
-a model runs (`_ModelCaptures`) and each GradWatch's view of it
-(`Instrumentation`).
+traced), `capture`, `capture_tensorflow` and `capture_jax` (the step and how
+its numbers leave), `measure` (what a recorded step computes, packed into
+one vector), `replicas` (state and pooling under a `tf.distribute`
+strategy); this module keeps which capture a model runs (`_ModelCaptures`)
+and each GradWatch's view of it (`Instrumentation`).
 
 Under a `tf.distribute` strategy every replica measures its share of the
 batch; the per-unit partial sums are gathered across replicas inside the step
