@@ -29,6 +29,7 @@ SUITES = [
     "tests/test_precision_and_faults.py",
     "tests/test_models.py",
     "tests/test_jax_contract.py",
+    "tests/test_jax_capture.py",
 ]
 
 
