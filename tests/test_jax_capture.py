@@ -66,3 +66,27 @@ def test_recorded_calls_reuse_one_compiled_step(tmp_path):
     model.fit(*_data(), batch_size=8, epochs=2, verbose=0, callbacks=[callback])
     assert Capture.traces - before == 1
     assert len(gradwatch.load(str(tmp_path / "run")).steps) == 32
+
+
+def test_recording_on_jax_does_not_load_tensorflow(tmp_path):
+    # Writing uses TensorBoard's protos and NumPy; the capture, keras.ops.
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, numpy as np, keras, gradwatch\n"
+        "x = np.ones((32, 8), 'float32')\n"
+        "m = keras.Sequential([keras.Input((8,)), keras.layers.Dense(4, activation='relu'),"
+        " keras.layers.BatchNormalization(), keras.layers.Dense(1)])\n"
+        "m.compile('sgd', 'mse')\n"
+        f"m.fit(x, x[:, :1], verbose=0, callbacks=[gradwatch.GradWatch({str(tmp_path / 'run')!r},"
+        " update_freq=1, verbose=0)])\n"
+        f"print(len(gradwatch.load({str(tmp_path / 'run')!r}).steps), 'tensorflow' in sys.modules)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+        env=dict(os.environ, KERAS_BACKEND="jax"),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["1", "False"]
