@@ -20,15 +20,8 @@ from .taps import LayerTap, OptimizerTap
 
 
 def make_capture(model, keras_function, watched, thresholds):
-    """The `Capture` of `model`'s backend.
-
-    Args:
-        model: A compiled `keras.Model`.
-        keras_function: Keras' own train function, restored when no
-            GradWatch is attached.
-        watched: `(layer, nonlinearity)` pairs, one per layer.
-        thresholds: The saturation thresholds to count at, in order.
-    """
+    """The `Capture` of `model`'s backend, made with these arguments (see
+    `Capture`)."""
     if keras.backend.backend() == "jax":
         from .capture_jax import JaxCapture as kind
     else:
