@@ -140,11 +140,13 @@ class _ModelCaptures:
         for member in self.members:
             member.mark_unwatchable(tap.layer, reason)
 
-    def plan(self, member, step, record):
-        """`member` records step `step` or not; the flag is on if any does."""
-        self._plans[member] = [step, record]
+    def plan(self, member, step, record, distributions=False):
+        """`member` records step `step` or not (and its distributions or
+        not); the flags are on if any member's are."""
+        self._plans[member] = [step, record, record and distributions]
+        now = [p for p in self._plans.values() if p[0] == step]
         self.current.set_recording(
-            any(s == step and r for s, r in self._plans.values())
+            any(p[1] for p in now), any(p[2] for p in now)
         )
 
     def _run(self, *args):
@@ -236,8 +238,9 @@ class Instrumentation:
         self._captures.join(self)
         self.attached = True
 
-    def step(self, step, record):
-        """The step numbered `step` is next; `record` says whether we record it.
+    def step(self, step, record, distributions=False):
+        """The step numbered `step` is next; `record` says whether we record
+        it, `distributions` whether its distributions too.
 
         Every GradWatch of a `fit` hears of every step: one that did not
         hear of the step before this one is left over from an interrupted
@@ -252,7 +255,7 @@ class Instrumentation:
                 if m is not self and m._last_step < previous
             ]
         )
-        self._captures.plan(self, step, record)
+        self._captures.plan(self, step, record, distributions)
 
     def _detach_stale(self, stale):
         for instrumentation in stale:
@@ -316,6 +319,18 @@ class Instrumentation:
         return np.stack([metrics[name] for name in SNAPSHOT_METRICS]).reshape(
             len(SNAPSHOT_METRICS), len(taps)
         )
+
+    def read_distributions(self, step):
+        """This GradWatch's distributions at the recorded step `step`:
+        `{name: [layers, width] array}` in `metadata.DISTRIBUTION_NAMES`
+        order, or None if that step did not measure them."""
+        capture = self._captures.current
+        series = capture.read_distributions(step)
+        if series is None:
+            return None
+        index = {tap: i for i, tap in enumerate(capture.taps)}
+        rows = [index[t] for t in self._taps()]
+        return {name: matrix[rows] for name, matrix in series.items()}
 
     def reset_windows(self):
         self._windows = {}

@@ -30,6 +30,7 @@ SUITES = [
     "tests/test_models.py",
     "tests/test_jax_contract.py",
     "tests/test_jax_capture.py",
+    "tests/test_distributions_known.py",
 ]
 
 
