@@ -42,6 +42,11 @@ class JaxCapture(Capture):
         self._layout = self._known_sizes()
         self._packed = None
         self._packed_distributions = None
+        # Made now, while the model's variables hold their values: made in
+        # the middle of `fit`, a distributed step's shardings could not be
+        # read from them. Compiled on first use.
+        for distributions in (False, True):
+            self.recording_function(distributions)
 
     # -- the taps' backend ---------------------------------------------------
 

@@ -169,7 +169,7 @@ def host_value(variable):
     `Variable.__array__` (it takes no `copy` argument), where `numpy()` and
     `convert_to_numpy` end up.
     """
-    value = variable.value
+    value = getattr(variable, "value", variable)
     if hasattr(value, "numpy"):  # TensorFlow
         return value.numpy()
     return np.asarray(value)  # JAX

@@ -59,13 +59,21 @@ def test_only_recorded_steps_and_epoch_ends_sync_the_model(tmp_path, update_freq
     assert len(recorded) == (1 if update_freq > 64 else 16)
 
 
-def test_recorded_calls_reuse_one_compiled_step(tmp_path):
+@pytest.mark.parametrize("histogram_freq, traces", [(0, 1), (8, 2)])
+def test_recorded_calls_reuse_their_compiled_steps(tmp_path, histogram_freq, traces):
+    # One compiled step for recorded calls, and one more for those that
+    # measure the distributions too, however many calls record.
     model = _model()
     before = Capture.traces
-    callback = gradwatch.GradWatch(str(tmp_path / "run"), update_freq=2, verbose=0)
+    callback = gradwatch.GradWatch(
+        str(tmp_path / "run"), update_freq=2, histogram_freq=histogram_freq, verbose=0
+    )
     model.fit(*_data(), batch_size=8, epochs=2, verbose=0, callbacks=[callback])
-    assert Capture.traces - before == 1
-    assert len(gradwatch.load(str(tmp_path / "run")).steps) == 32
+    assert Capture.traces - before == traces
+    run = gradwatch.load(str(tmp_path / "run"))
+    assert len(run.steps) == 32
+    if histogram_freq:
+        np.testing.assert_array_equal(run.distribution("activation_histogram")[0], np.arange(0, 64, 8))
 
 
 def test_recording_on_jax_does_not_load_tensorflow(tmp_path):

@@ -86,10 +86,12 @@ def test_new_runs_use_one_scheme_for_every_tag(tmp_path):
     (name,) = os.listdir(tmp_path)
     tags = {v.tag for data in reader.read_records(str(tmp_path / name))
             for v in event_pb2.Event.FromString(data).summary.value}
-    assert tags and all(re.fullmatch(r"gradwatch/(metric|headline|document)/[a-z_]+", t) for t in tags), tags
+    assert tags and all(re.fullmatch(r"gradwatch/(metric|headline|document|distribution)/[a-z_]+", t) for t in tags), tags
     documents = {t for t in tags if metadata.parse_tag(t)[0] == metadata.DOCUMENT}
     assert documents == {metadata.INIT_AUDIT_TAG, metadata.FIRST_NONFINITE_TAG, metadata.FINDINGS_TAG}
-    assert {metadata.parse_tag(t)[0] for t in tags} == {metadata.METRIC, metadata.HEADLINE, metadata.DOCUMENT}
+    assert {metadata.parse_tag(t)[0] for t in tags} == {
+        metadata.METRIC, metadata.HEADLINE, metadata.DOCUMENT, metadata.DISTRIBUTION
+    }
 
 
 @pytest.mark.parametrize("tag, parsed", [
