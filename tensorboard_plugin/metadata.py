@@ -25,6 +25,7 @@ read as well: `parse_tag` knows both, `tags_for_reading` names both.
 This module imports no TensorFlow: TensorBoard loads it at start-up.
 """
 
+import dataclasses
 import json
 
 from tensorboard.compat.proto import summary_pb2
@@ -216,10 +217,11 @@ def histogram_bins():
 HISTOGRAM_WIDTH = 2 * (HISTOGRAM_DECADES[1] - HISTOGRAM_DECADES[0]) + 2
 
 
+@dataclasses.dataclass(frozen=True)
 class DistributionInfo:
     """One distribution series: what each row of its matrix holds.
 
-    Args:
+    Attributes:
         name: Tag suffix and key of `gradwatch.load().distribution(name)`.
         label: Short human label.
         columns: `"bins"` (`histogram_bins()`) or `"units"` (the first
@@ -227,11 +229,10 @@ class DistributionInfo:
         description: The exact definition, as documented in the README.
     """
 
-    def __init__(self, name, label, columns, description):
-        self.name = name
-        self.label = label
-        self.columns = columns
-        self.description = description
+    name: str
+    label: str
+    columns: str
+    description: str
 
     @property
     def width(self):
