@@ -38,8 +38,9 @@ import werkzeug
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util, json_util
 from tensorboard.plugins import base_plugin
+from tensorboard.util import tensor_util
 
-from . import metadata
+from . import metadata, step_index, storage, vector_reads
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
@@ -79,6 +80,11 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._cache_lock = threading.Lock()
         self._series_locks = {}
         self._warmed = set()
+        # Where the run directories are, for the depth profile's step
+        # index; none with `--logdir_spec` (run names are not paths then).
+        self._logdir = getattr(context, "logdir", None) or None
+        self._indices = {}
+        self._indexing = False
 
     def get_plugin_apps(self):
         handlers = {
@@ -122,14 +128,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     def _read_series(self, ctx, experiment, run, metric, time_series):
         """Steps x layers of one (run, metric), cached until it grows."""
-        try:
-            layers = metadata.parse_plugin_content(time_series.plugin_content)[
-                "layers"
-            ]
-        except ValueError as e:
-            raise errors.InvalidArgumentError(
-                f"Run {run!r}, metric {metric!r}: {e}"
-            ) from e
+        layers = _series_layers(run, metric, time_series)
         key = (experiment, run, metric)
         version = (time_series.max_step, time_series.max_wall_time)
         # One reader per series: a second request for it waits for the first
@@ -140,10 +139,15 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 if cached is not None and cached[0] == version:
                     self._cache.move_to_end(key)
                     return cached[1]
-            data = self._read_tensors(
-                ctx, experiment, run, metadata.metric_tag(metric), f"metric {metric!r}"
+            tag = metadata.metric_tag(metric)
+            packed = vector_reads.read_vectors(
+                self._data_provider, experiment, run, tag, self._samples, len(layers)
             )
-            series = _series_of(data, layers)
+            if packed is not None:
+                series = _latest_per_step(*packed, layers)
+            else:
+                data = self._read_tensors(ctx, experiment, run, tag, f"metric {metric!r}")
+                series = _series_of(data, layers)
             self._remember(key, version, series)
             return series
 
@@ -209,7 +213,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_runs(self, request):
-        _, _, listing = self._listing(request.environ)
+        _, experiment, listing = self._listing(request.environ)
         runs = []
         for run in sorted(listing):
             try:
@@ -234,6 +238,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     "last_step": max(s.max_step for s in metrics.values()),
                 }
             )
+        self._index_in_background(experiment, [r["run"] for r in runs])
         body = {
             "runs": runs,
             # The page's only list of metrics: its menu order and labels.
@@ -296,6 +301,64 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         body = dict(header, steps=steps, values=values)
         return http_util.Respond(request, to_json(body), "application/json")
 
+    def _step_index(self, experiment, run):
+        """The `StepIndex` of a run's directory, or None if the run is not a
+        directory under `--logdir`."""
+        if not self._logdir or experiment:
+            return None
+        with self._cache_lock:
+            if run in self._indices:
+                return self._indices[run]
+        directory = self._logdir if run == "." else storage.join(self._logdir, *run.split("/"))
+        try:
+            index = step_index.StepIndex(directory) if storage.isdir(directory) else None
+        except (OSError, ImportError):
+            index = None
+        with self._cache_lock:
+            return self._indices.setdefault(run, index)
+
+    def _index_in_background(self, experiment, runs):
+        """Brings the step index of `runs` up to date in a background
+        thread (one at a time), so that a first click on a step finds it
+        built: a 100,000-step run takes a few seconds to index."""
+        with self._cache_lock:
+            if self._indexing:
+                return
+            self._indexing = True
+
+        def index_all():
+            try:
+                for run in runs:
+                    index = self._step_index(experiment, run)
+                    if index is not None:
+                        try:
+                            index.update()
+                        except OSError:
+                            pass  # Its profile request falls back, or reports it.
+            finally:
+                with self._cache_lock:
+                    self._indexing = False
+
+        threading.Thread(target=index_all, name="gradwatch-index", daemon=True).start()
+
+    def _profile_from_files(self, index, run, step, metrics):
+        """`{metric: values}` at `step`, read from the run's event files."""
+        index.update()
+        per_metric = {}
+        for event in index.events(step):  # in the order written: the last wins
+            for value in event.summary.value:
+                metric = metadata.metric_from_tag(value.tag)
+                if metric not in metrics:
+                    continue
+                layers = _series_layers(run, metric, metrics[metric])
+                try:
+                    array = tensor_util.make_ndarray(value.tensor)
+                except (TypeError, ValueError):
+                    continue  # a damaged record
+                if array.dtype.kind in "fiu" and array.size == len(layers):
+                    per_metric[metric] = array.reshape(-1).astype(np.float32)
+        return per_metric
+
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
         run = _required(request, "run")
@@ -305,6 +368,28 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         metrics = self._run_tags(listing, run)
         if wanted is not None:
             metrics = _chosen_metrics(run, metrics, wanted)
+        index = self._step_index(experiment, run)
+        per_metric = None
+        if index is not None:
+            try:
+                per_metric = self._profile_from_files(index, run, step, metrics)
+            except OSError:
+                per_metric = None  # read through TensorBoard instead
+        if per_metric is not None:
+            ordered = sorted(per_metric, key=_metric_order)
+            per_metric = {metric: per_metric[metric] for metric in ordered}
+            layers = _series_layers(run, ordered[0], metrics[ordered[0]]) if ordered else None
+        else:
+            layers, per_metric = self._profile_from_series(ctx, experiment, run, step, metrics)
+        if not per_metric:
+            raise errors.NotFoundError(
+                f"Run {run!r} has no recorded step {step}"
+            )
+        body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
+        return http_util.Respond(request, to_json(body), "application/json")
+
+    def _profile_from_series(self, ctx, experiment, run, step, metrics):
+        """`(layers, {metric: values})` at `step`, from the cached series."""
         layers, per_metric = None, {}
         for metric in sorted(metrics, key=_metric_order):
             series = self._read_series(
@@ -314,12 +399,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             if row < len(series.steps) and series.steps[row] == step:
                 per_metric[metric] = series.values[row]
                 layers = layers or series.layers
-        if not per_metric:
-            raise errors.NotFoundError(
-                f"Run {run!r} has no recorded step {step}"
-            )
-        body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
-        return http_util.Respond(request, to_json(body), "application/json")
+        return layers, per_metric
 
     @werkzeug.wrappers.Request.application
     def _serve_findings(self, request):
@@ -427,6 +507,15 @@ def _static_path(name):
     return path
 
 
+def _series_layers(run, metric, time_series):
+    """The layer names of a series, from its metadata; InvalidArgumentError
+    if that is not GradWatch's."""
+    try:
+        return metadata.parse_plugin_content(time_series.plugin_content)["layers"]
+    except ValueError as e:
+        raise errors.InvalidArgumentError(f"Run {run!r}, metric {metric!r}: {e}") from e
+
+
 def _run_tag_filter(run, tag):
     from tensorboard.data import provider
 
@@ -532,13 +621,16 @@ def _series_of(data, layers):
             steps.append(datum.step)
             rows.append(array.reshape(-1))
     if not steps:
-        return Series(np.zeros(0, np.int64), np.zeros((0, len(layers)), np.float32), layers)
-    steps = np.asarray(steps, dtype=np.int64)
-    # The last occurrence of each step, in step order.
+        return _latest_per_step(np.zeros(0, np.int64), np.zeros((0, len(layers))), layers)
+    return _latest_per_step(np.asarray(steps, dtype=np.int64), np.stack(rows), layers)
+
+
+def _latest_per_step(steps, values, layers):
+    """A `Series` of `values` [T, layers] at `steps` [T], in step order; a
+    step written twice keeps its later row."""
     unique, last_from_end = np.unique(steps[::-1], return_index=True)
     rows_kept = len(steps) - 1 - last_from_end
-    values = np.stack(rows).astype(np.float32, copy=False)[rows_kept]
-    return Series(unique, values, layers)
+    return Series(unique, values.astype(np.float32, copy=False)[rows_kept], layers)
 
 
 def _cache_bytes(cache):

@@ -41,9 +41,10 @@ def log_root(tmp_path_factory):
     return root
 
 
-def make_client(log_root):
+def make_client(log_root, logdir=True):
     """The plugin inside a real TensorBoard WSGI app, reading via a data provider
-    sampled the way GradWatch's loader configures TensorBoard."""
+    sampled the way GradWatch's loader configures TensorBoard; without
+    `logdir` its context names no log dir (as with `--logdir_spec`)."""
     flags = argparse.Namespace(samples_per_plugin={})
     loader.GradWatchLoader().fix_flags(flags)
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
@@ -52,7 +53,7 @@ def make_client(log_root):
     multiplexer.AddRunsFromDirectory(str(log_root))
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(log_root))
-    context = base_plugin.TBContext(logdir=str(log_root), data_provider=provider)
+    context = base_plugin.TBContext(logdir=str(log_root) if logdir else None, data_provider=provider)
     plugin = loader.GradWatchLoader().load(context)
     app = application.TensorBoardWSGI([plugin], data_provider=provider)
     client = werkzeug.test.Client(app, werkzeug.wrappers.Response)
@@ -60,10 +61,10 @@ def make_client(log_root):
     return client
 
 
-def client_counting_reads(log_root):
+def client_counting_reads(log_root, logdir=True):
     """`(client, reads)`: a client whose data provider appends the tags of
     every `read_tensors` call to `reads`."""
-    client = make_client(log_root)
+    client = make_client(log_root, logdir)
     reads = []
     provider = client.plugin._data_provider
     read_tensors = provider.read_tensors
@@ -165,18 +166,23 @@ def test_profile_gives_every_metric_across_layers(client, log_root):
     )
 
 
-def test_profile_reads_only_the_metrics_asked_for(log_root):
+@pytest.mark.parametrize("logdir, series_read", [(True, 0), (False, 2)])
+def test_profile_reads_only_the_metrics_asked_for(log_root, logdir, series_read):
+    """With a log dir the step is read from the event files (no series
+    through TensorBoard); without one, only the two series asked for."""
     import gradwatch
 
-    client, reads = client_counting_reads(log_root)
+    client, reads = client_counting_reads(log_root, logdir)
     recorded = gradwatch.load(str(log_root / "relu"))
     step = int(recorded.steps[2])
     body = get_json(client, "profile", run="relu", step=step, metrics="gradient_var,activation_var")
-    assert set(body["metrics"]) == {"activation_var", "gradient_var"}
-    assert len(reads) == 2
-    np.testing.assert_array_equal(
-        np.array(body["metrics"]["gradient_var"], dtype=np.float32), recorded.metric("gradient_var")[2]
-    )
+    assert list(body["metrics"]) == ["activation_var", "gradient_var"]
+    assert body["layers"] == recorded.layers
+    assert len(reads) == series_read
+    for metric in body["metrics"]:
+        np.testing.assert_array_equal(
+            np.array(body["metrics"][metric], dtype=np.float32), recorded.metric(metric)[2]
+        )
 
 
 @pytest.mark.parametrize(
