@@ -373,3 +373,52 @@ def test_a_link_or_a_reload_shows_the_same_view(tensorboard, screenshots):
         page.evaluate("location.hash = location.hash.replace('gw_metric=gradient_var', 'gw_metric=activation_var')")
         assert wait_until(page, lambda: frame_of(page).locator("#gw-metric").input_value() == "activation_var")
         assert wait_until(page, lambda: frame_of(page).locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)
+
+
+# -- the zoom's edges ------------------------------------------------------------
+
+SPARSE_EVERY = 10
+
+
+@pytest.fixture(scope="module")
+def sparse_tensorboard(tmp_path_factory):
+    """A run recording one step in ten (`update_freq=10`): a zoom's edges
+    fall between recorded steps."""
+    root = tmp_path_factory.mktemp("sparse_logs")
+    writer = SummaryWriter(str(root / "sparse"), ["first", "second", "third"])
+    for step in range(0, 20_000, SPARSE_EVERY):
+        writer.write_step(step, {"activation_mean": [float(step % 997), 1.0, -1.0]})
+    writer.close()
+    with TensorBoardProcess(root) as tb:
+        tb.wait_for(lambda: b"19990" in tb.get("data/plugin/gradwatch/runs")[1], timeout=60)
+        yield tb
+
+
+def background_pixels(frame):
+    """Pixels of the heatmap in the colour of its empty body (#f3f3f3): a
+    part of the step axis drawn without data."""
+    return frame.locator("canvas.gw-heatmap").first.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let i = 0; i < d.length; i += 4) if (d[i] === 243 && d[i+1] === 243 && d[i+2] === 243) n++;
+            return n;
+        }"""
+    )
+
+
+def test_a_zoom_between_recorded_steps_has_data_up_to_its_edges(sparse_tensorboard, screenshots):
+    with open_tab(sparse_tensorboard.url + "#gradwatch") as page:
+        frame = frame_of(page)
+        meta = frame.locator("section.gw-panel .gw-panel-meta").first
+        assert wait_until(page, lambda: "2,000 recorded steps" in meta.inner_text(), timeout=60)
+        assert wait_until(page, lambda: painted_pixels(frame) > 20)
+        assert background_pixels(frame) == 0
+        canvas = frame.locator("canvas.gw-heatmap").first
+        width = canvas.bounding_box()["width"]
+        # About 50 recorded steps: each column some 25 pixels wide.
+        drag(page, canvas, width * 0.403, width * 0.43)
+        assert wait_until(page, lambda: "of them in view" in meta.inner_text(), timeout=30)
+        page.wait_for_timeout(500)
+        page.screenshot(path=os.path.join(screenshots, "zoom_between_recorded_steps.png"))
+        assert background_pixels(frame) == 0
