@@ -813,7 +813,8 @@ def to_json(value):
 
 
 def _float_array_json(array):
-    text = array.astype("<U32")
+    # A float32's shortest text has at most 15 characters ("-1.17549435e-38").
+    text = array.astype("<U15")
     text[np.isnan(array)] = '"NaN"'
     text[np.isposinf(array)] = '"Infinity"'
     text[np.isneginf(array)] = '"-Infinity"'
