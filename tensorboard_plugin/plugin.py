@@ -1,8 +1,10 @@
 """The GradWatch tab: serves layer x step heatmaps and depth profiles.
 
-Reads only through `context.data_provider` (`list_tensors` / `read_tensors`),
-so it works with TensorBoard's default Rust data server and with the Python
-multiplexer alike. Imports no TensorFlow.
+Reads series through `context.data_provider` (`list_tensors` /
+`read_tensors`; from TensorBoard's default Rust data server as one packed
+matrix, `vector_reads`), so it works with that server and with the Python
+multiplexer alike; the depth profile reads its one step from the run's event
+files (`step_index`). Imports no TensorFlow.
 
 Routes (relative to the plugin's folder; `ROUTES` lists each with its
 parameters, and docs/http_api.md documents every parameter, field and error):
@@ -10,14 +12,15 @@ parameters, and docs/http_api.md documents every parameter, field and error):
   metric list (names, labels, colour scales) the page shows.
 - `heatmap?run=R&metric=M[&max_columns=N][&start_step=A&end_step=B]
   [&format=binary]`: the recorded steps in [A, B] x layers, downsampled on the
-  server into at most N columns. Fractions and counts keep the worst (max)
-  value of each column, so a short-lived pathology never averages away; other
-  metrics keep the real value at the column's last step. The page zooms by
-  asking for the visible range at one column per pixel, in the binary format
-  (`quantise`).
+  server into at most N columns (and the recorded step before A whose column
+  covers A). Fractions and counts keep the worst (max) value of each column,
+  so a short-lived pathology never averages away; other metrics keep the real
+  value at the column's last step. The page zooms by asking for the visible
+  range at one column per pixel, in the binary format (`binary_heatmap`).
 - `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
-  across layers at one recorded step. The page asks for the two it draws: on
-  a long run each series not yet in memory takes about half a second to read.
+  across layers at one recorded step, read from that step's record in the
+  event files (indexed in the background when `runs` lists the run); with
+  `--logdir_spec`, from the series.
 - `findings?run=R`: the latest findings document the callback wrote for the
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
