@@ -8,10 +8,13 @@ GRADWATCH_SKIP_TF_DEP=1 while installing.
 
 import os
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 # Keras: the oldest whose internals GradWatch relies on (see
 # gradwatch/keras_internals.py, checked by tests/test_keras_contract.py).
+# JAX: the oldest whose tracers carry their trace (`capture_jax._of_step`).
+JAX = "jax>=0.4.36"
+
 install_requires = ["numpy>=1.23", "tensorboard>=2.16", "keras>=3.7"]
 if not os.environ.get("GRADWATCH_SKIP_TF_DEP"):
     install_requires.append("tensorflow>=2.18")  # The oldest CI tests.
@@ -27,12 +30,18 @@ setup(
     else "",
     long_description_content_type="text/markdown",
     python_requires=">=3.9",
-    packages=["gradwatch", "gradwatch_tensorboard"],
+    packages=find_packages(include=["gradwatch", "gradwatch.*"]) + ["gradwatch_tensorboard"],
     package_dir={"gradwatch_tensorboard": "tensorboard_plugin"},
     package_data={"gradwatch_tensorboard": ["static/*"]},
     install_requires=install_requires,
     extras_require={
-        "test": ["pytest>=7", "playwright>=1.40", "hypothesis>=6"],
+        # Optional: `Recording.to_frame()` and `Recording.plot()`.
+        "pandas": ["pandas>=1.5"],
+        "plot": ["matplotlib>=3.6"],
+        # Keras' JAX backend (KERAS_BACKEND=jax); the CPU build from PyPI.
+        "jax": [JAX],
+        "test": ["pytest>=7", "playwright>=1.40", "hypothesis>=6",
+                 "pandas>=1.5", "matplotlib>=3.6", JAX],
     },
     entry_points={
         "tensorboard_plugins": [

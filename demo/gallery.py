@@ -395,9 +395,9 @@ class RunSummary:
             if no layer saturates, e.g. ReLU).
         dead_fraction_max: Worst dead_fraction over layers at the end (NaN
             for activations without a floor).
-        grad_var_ratio: gradient_var of the first hidden layer over that of
-            the last, median over the last `RATIO_WINDOW` records where it is
-            finite (see `backward_ratios`).
+        grad_var_ratio: The first-to-last gradient variance ratio of the
+            main chain (`backward_ratios`), median over the last
+            `RATIO_WINDOW` records where it is finite.
         act_mean_range: `(min, max)` of activation_mean over hidden layers at
             the end.
         act_var_range: `(min, max)` of activation_var over hidden layers at
@@ -421,11 +421,6 @@ class RunSummary:
     first_nonfinite: object = None
 
 
-def _nanmax(values):
-    values = np.asarray(values, dtype=np.float64)
-    return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
-
-
 def _nanrange(values):
     values = np.asarray(values, dtype=np.float64)
     finite = values[np.isfinite(values)]
@@ -436,8 +431,8 @@ def _nanrange(values):
 
 def backward_ratios(recording):
     """Backward variance ratio, first over last layer of the main chain, at
-    every record: `gradwatch.findings.gradient_var_ratio`, the definition the
-    findings and the headline scalar use. In the gallery the main chain is
+    every record: `gradwatch.findings.gradient_var_ratio`, the one definition
+    the findings and the headline scalar use too. In the gallery the main chain is
     the hidden layers of one kind (`hidden_01` to `hidden_06`, or their BN
     layers), not the read-out, whose 8 outputs make its gradient variance
     incomparable with a hidden layer's. Below 1, gradients shrink on their
@@ -467,6 +462,8 @@ def summarise(recording, final_loss, seconds, depth, name=None):
     Returns:
         A `RunSummary`.
     """
+    from gradwatch.findings.arrays import nanmax
+
     layers = recording.layers
     hidden = [i for i, layer in enumerate(layers) if layer != "logits"]
     last = -1
@@ -483,8 +480,8 @@ def summarise(recording, final_loss, seconds, depth, name=None):
         seconds=seconds,
         depth=depth,
         steps=int(recording.steps[-1]) + 1,
-        saturation_max=_nanmax(recording.metric("saturation_fraction")[last]),
-        dead_fraction_max=_nanmax(recording.metric("dead_fraction")[last]),
+        saturation_max=nanmax(recording.metric("saturation_fraction")[last]),
+        dead_fraction_max=nanmax(recording.metric("dead_fraction")[last]),
         grad_var_ratio=ratio,
         act_mean_range=_nanrange(mean),
         act_var_range=_nanrange(var),
@@ -637,7 +634,8 @@ def format_table(summaries):
     """A plain-text table of `RunSummary` rows, columns aligned.
 
     Columns: worst saturation and dead fraction over layers at the end;
-    backward variance ratio first/last layer (median of the last records);
+    backward variance ratio first/last layer of the main chain (median of
+    the last records);
     activation mean and variance range over hidden layers at the end; final
     loss; step of the first non-finite value; GradWatch's findings
     (warnings, then info in brackets).

@@ -1,14 +1,11 @@
 """The `GradWatch` Keras callback: where the statistics go, and when."""
 
 import logging
-import math
 import numbers
 import os
-import time
 import warnings
 
 import keras
-import numpy as np
 
 from gradwatch_tensorboard import metadata, storage
 from gradwatch_tensorboard.summary import SummaryWriter
@@ -92,7 +89,7 @@ class GradWatch(keras.callbacks.Callback):
         thresholds=None,
     ):
         super().__init__()
-        keras_internals.require_tensorflow_backend()
+        keras_internals.require_supported_backend()
         if thresholds is not None and not isinstance(
             thresholds, findings.Thresholds
         ):
@@ -153,6 +150,7 @@ class GradWatch(keras.callbacks.Callback):
         self._writer = None
         self._pending_audit = None
         self._next_step = 0
+        self._steps_per_call = 1
         self._recording = None  # The first step of a call that records.
         self._last_written = None
         self._first_call = True
@@ -168,7 +166,7 @@ class GradWatch(keras.callbacks.Callback):
                 "GradWatch needs a compiled model: call `model.compile(...)` "
                 "before `fit`."
             )
-        chief = hooks.Replicas(model.distribute_strategy).is_chief
+        chief = hooks.Replicas.of(model).is_chief
         if chief:
             _check_writable(self.log_dir)
         previous = self._instrumentation
@@ -196,6 +194,7 @@ class GradWatch(keras.callbacks.Callback):
         self._next_step = start
         self._first_call = True
         self._writer = None
+        self._steps_per_call = max(1, int(getattr(model, "steps_per_execution", 1) or 1))
 
     def _run_dir(self, layers, start):
         """`self.log_dir`, unless it holds another run: then a fresh sibling.
@@ -275,7 +274,7 @@ class GradWatch(keras.callbacks.Callback):
         if not self._attached():
             return
         first = self._next_step
-        steps = self._steps_per_call()
+        steps = self._steps_per_call
         in_epoch = self.params.get("steps") if self.params else None
         if in_epoch:  # The epoch's last call runs what is left of it.
             steps = max(1, min(steps, in_epoch - batch))
@@ -321,9 +320,6 @@ class GradWatch(keras.callbacks.Callback):
 
     # -- writing --------------------------------------------------------------
 
-    def _steps_per_call(self):
-        return max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
-
     def _write(self, step):
         instrumentation = self._instrumentation
         if not instrumentation.replicas.is_chief:
@@ -341,89 +337,30 @@ class GradWatch(keras.callbacks.Callback):
                     f"{self.update_freq} steps -> {self.log_dir}"
                 )
             audit = self._pending_audit
-            if audit is None:
+            if audit is None and not _stateless_backend():
+                # (On JAX, Keras builds every layer before `on_train_begin`,
+                # which audited them: the model's state is not to be read
+                # from inside its train function.)
                 audit = init_audit.audit(watched, self.model)
             if audit:
                 self._writer.write_document(step, metadata.INIT_AUDIT_TAG, audit)
             self._pending_audit = None
-            self._live_findings = _LiveFindings(
-                self.log_dir, layer_names, audit, self.thresholds, self.verbose
+            self._live_findings = findings.LiveFindings(
+                self.log_dir, layer_names, audit, self.thresholds, self.verbose,
+                say=_say, first_nonfinite=self.first_nonfinite,
             )
         layer_metrics = dict(zip(hooks.SNAPSHOT_METRICS, values))
-        self._note_nonfinite(step, layer_names, layer_metrics)
-        if self._live_findings is not None:
-            self._live_findings.record(
-                step, layer_metrics, self.first_nonfinite, self._writer
-            )
-        chain = self._live_findings.chain if self._live_findings is not None else []
-        scalars = headline(layer_metrics, chain) if self.headline_scalars else None
+        live = self._live_findings
+        live.record(step, layer_metrics, self._writer)
+        self.first_nonfinite = live.first_nonfinite
+        scalars = live.headline(layer_metrics) if self.headline_scalars else None
         self._writer.write_step(step, layer_metrics, scalars)
 
-    def _note_nonfinite(self, step, layer_names, layer_metrics):
-        if self.first_nonfinite is not None:
-            return
-        for kind in ("activation_nonfinite", "gradient_nonfinite"):
-            counts = np.nan_to_num(layer_metrics[kind])
-            bad = np.flatnonzero(counts > 0)
-            if bad.size:
-                self.first_nonfinite = {
-                    "step": int(step),
-                    "layer": layer_names[bad[0]],
-                    "kind": kind.split("_")[0],
-                }
-                self._writer.write_document(
-                    step, metadata.FIRST_NONFINITE_TAG, self.first_nonfinite
-                )
-                if self.verbose:
-                    _say(
-                        f"GradWatch: non-finite {self.first_nonfinite['kind']}s "
-                        f"first seen at step {step} in layer "
-                        f"'{self.first_nonfinite['layer']}'."
-                    )
-                return
 
-
-def headline(layer_metrics, chain=()):
-    """The few numbers worth a place in TensorBoard's Scalars dashboard.
-
-    Args:
-        layer_metrics: Dict of metric name to per-layer vector.
-        chain: Indices of the main chain's layers (`findings.main_chain`),
-            whose first and last give `gradient_var_ratio_first_to_last`
-            (the findings' definition, `findings.gradient_var_ratio`).
-
-    Returns:
-        Dict of scalar name to float (NaN where nothing applies).
-    """
-
-    def worst(name):
-        values = np.asarray(layer_metrics[name], np.float64)
-        return float(np.nanmax(values)) if np.isfinite(values).any() else math.nan
-
-    grad_var = np.asarray(layer_metrics["gradient_var"], np.float64)
-    present = grad_var[np.isfinite(grad_var) & (grad_var > 0)]
-    if present.size >= 2:
-        steps = present[:-1] / present[1:]
-        smallest, largest = float(steps.min()), float(steps.max())
-    else:
-        smallest = largest = math.nan
-    ratio_first_to_last = math.nan
-    if len(chain) >= 2:
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = grad_var[chain[0]] / grad_var[chain[-1]]
-        if np.isfinite(ratio) and ratio > 0:
-            ratio_first_to_last = float(ratio)
-    nonfinite = np.nansum(layer_metrics["activation_nonfinite"]) + np.nansum(
-        layer_metrics["gradient_nonfinite"]
-    )
-    return {
-        "dead_fraction_max": worst("dead_fraction"),
-        "saturation_fraction_max": worst("saturation_fraction"),
-        "gradient_var_ratio_first_to_last": ratio_first_to_last,
-        "gradient_var_layer_ratio_min": smallest,
-        "gradient_var_layer_ratio_max": largest,
-        "nonfinite_count": float(nonfinite),
-    }
+def _stateless_backend():
+    """Whether the model's state lives in the train step's arguments (JAX),
+    where reading `self.model` mid-epoch syncs it back to the variables."""
+    return keras.backend.backend() == "jax"
 
 
 def _validate_patterns(layers):
@@ -489,141 +426,3 @@ def _say(message):
         print(message, flush=True)
     else:
         logging.getLogger("gradwatch").info(message)
-
-
-class _LiveFindings:
-    """Findings while training: a bounded window of recent rows, evaluated
-    by `findings.evaluate` as steps are recorded, folded into a history.
-
-    Memory is `O(WINDOW x metrics x layers)`, whatever the number of steps.
-    Time: an evaluation costs milliseconds (tens with hundreds of layers);
-    when records come faster than that matters, evaluations are spaced so
-    they take at most 1/`TIME_SHARE` of the wall time, yet happen at least
-    every `WINDOW // 2` records (no row leaves the window unseen) and on the
-    last one. Console lines are rate-limited: a finding is printed when it first
-    appears; a change (more layers, worse severity) at most once every
-    `QUIET_RECORDS` recorded steps, and at most `MAX_LINES` lines per step.
-    The findings document is written at the first evaluation, rewritten when
-    something appears or changes or `DOCUMENT_EVERY` records have passed, and
-    when `fit` ends.
-    """
-
-    WINDOW = 64
-    TIME_SHARE = 20
-    QUIET_RECORDS = 16
-    MAX_LINES = 3
-    DOCUMENT_EVERY = 16
-
-    def __init__(self, log_dir, layer_names, audit, thresholds, verbose):
-        self.log_dir = log_dir
-        self.thresholds = thresholds
-        self.verbose = verbose
-        self.window = findings.RecentWindow(layer_names, self.WINDOW)
-        self.window.init_audit = audit or None
-        self.tracker = findings.FindingTracker(layer_names)
-        self.chain = []  # main chain's layer indices, as of the last evaluation
-        self.records = 0
-        self.last_printed = {}  # key -> record index
-        self.pending = {}  # key -> finding whose change is not printed yet
-        self.last_document = None
-        self.last_step = None
-        self.evaluated = 0  # records when last evaluated
-        self.cost = 0.0  # seconds the last evaluation took
-        self.finished_at = 0.0
-
-    def record(self, step, layer_metrics, first_nonfinite, writer):
-        if self.window.init_audit_step is None:
-            self.window.init_audit_step = step
-        self.records += 1
-        self.last_step = step
-        self.window.append(step, layer_metrics)
-        self.window.first_nonfinite = first_nonfinite
-        now = time.perf_counter()
-        if (
-            self.records - self.evaluated < self.WINDOW // 2
-            and now - self.finished_at < self.TIME_SHARE * self.cost
-        ):
-            return  # evaluated a moment ago; the window keeps these rows
-        self._evaluate(writer)
-
-    def _evaluate(self, writer):
-        start = time.perf_counter()
-        events = self.tracker.update(
-            findings.evaluate(self.window, self.thresholds)
-        )
-        names = findings.gradient_var_ratio(self.window)[0]
-        position = {n: i for i, n in enumerate(self.window.layers)}
-        self.chain = [position[n] for n in names]
-        self.evaluated = self.records
-        self.finished_at = time.perf_counter()
-        self.cost = self.finished_at - start
-        self._print(events)
-        due = (
-            self.last_document is None
-            or self.records - self.last_document >= self.DOCUMENT_EVERY
-        )
-        if events or due:
-            self._write(writer, final=False)
-
-    def _shown(self, finding):
-        if not self.verbose:
-            return False
-        if finding.rule == "nonfinite":
-            return False  # `_note_nonfinite` has printed it.
-        return finding.severity == findings.WARNING or self.verbose >= 2
-
-    def _print(self, events):
-        # New findings print at once; changes wait for the quiet period.
-        for _, finding in events:
-            if self._shown(finding):
-                self.pending[finding.key] = finding
-        lines = 0
-        for key, finding in list(self.pending.items()):
-            last = self.last_printed.get(key)
-            if last is not None and self.records - last < self.QUIET_RECORDS:
-                continue
-            if lines >= self.MAX_LINES:
-                break
-            _say(
-                f"GradWatch {finding.severity} ({finding.rule}): "
-                f"{finding.message}. {finding.remedy}"
-            )
-            self.last_printed[key] = self.records
-            del self.pending[key]
-            lines += 1
-
-    def _write(self, writer, final):
-        document = {
-            "version": metadata.FINDINGS_VERSION,
-            "step": int(self.last_step),
-            "final": bool(final),
-            "thresholds": self.thresholds.to_json(),
-            "findings": [f.to_json() for f in self.tracker.findings()],
-        }
-        writer.write_document(
-            self.last_step, metadata.FINDINGS_TAG, document, kind="findings"
-        )
-        self.last_document = self.records
-
-    def finish(self, writer):
-        """Writes the final document, prints the summary; returns the list."""
-        if self.last_step is None:
-            return self.tracker.findings()
-        if self.evaluated < self.records:
-            self._evaluate(writer)
-        result = self.tracker.findings()
-        self._write(writer, final=True)
-        if self.verbose:
-            tally = findings.counts(result)
-            if not result:
-                _say("GradWatch findings: none.")
-                return result
-            lines = [
-                f"GradWatch findings: {tally['warning']} warning(s), "
-                f"{tally['info']} info (`python -m gradwatch report "
-                f"{self.log_dir}` for remedies)"
-            ]
-            for f in result:
-                lines.append(f"  {f.severity:<7} {f.rule}: {f.message}")
-            _say("\n".join(lines))
-        return result

@@ -1,20 +1,46 @@
-"""A model's train step traced once with taps on a set of layers, measuring
-behind an on-device recording flag."""
+"""A model's train step traced once with taps on a set of layers, and what
+its recorded steps measured.
 
-import tensorflow as tf
+The base `Capture` is what every backend shares: the taps, the order the
+layers ran in, the layers that cannot be watched and the reading of what a
+recorded step stored. How the step is wrapped, how a recorded step is told
+apart from the others and how the numbers leave the step are the backend's:
+`capture_tensorflow` (one traced function, measuring behind an on-device
+flag) and `capture_jax` (a second compiled function whose logs carry the
+numbers out).
+"""
+
+import keras
 
 from . import keras_internals as internals
 from . import measure
 from . import statistics as st
 from .replicas import Replicas
-from .taps import LayerTap, OptimizerTap, Trace
+from .taps import LayerTap, OptimizerTap
+
+
+def make_capture(model, keras_function, watched, thresholds):
+    """The `Capture` of `model`'s backend.
+
+    Args:
+        model: A compiled `keras.Model`.
+        keras_function: Keras' own train function, restored when no
+            GradWatch is attached.
+        watched: `(layer, nonlinearity)` pairs, one per layer.
+        thresholds: The saturation thresholds to count at, in order.
+    """
+    if keras.backend.backend() == "jax":
+        from .capture_jax import JaxCapture as kind
+    else:
+        from .capture_tensorflow import TensorFlowCapture as kind
+    return kind(model, keras_function, watched, thresholds)
 
 
 class Capture:
     """One model's train step with taps on a set of layers, traced once.
 
     Shared by every GradWatch on the model that together watch these layers
-    with these saturation thresholds (see `_ModelCaptures`).
+    with these saturation thresholds (see `hooks._ModelCaptures`).
 
     Args:
         model: A compiled `keras.Model`.
@@ -31,27 +57,57 @@ class Capture:
         self.model = model
         self.keras_function = keras_function
         self.thresholds = tuple(thresholds)
-        self.replicas = Replicas(model.distribute_strategy)
+        self.replicas = Replicas.of(model)
         self.taps = [LayerTap(self, layer, nl) for layer, nl in watched]
         self.optimizer_taps = [OptimizerTap(self, o) for o in internals.optimizers_of(model)]
         self.tracing = None  # The `Trace` under way.
         self.order = []  # Taps in forward order, as first traced.
         self.unwatchable_reasons = {}  # tap -> reason
         self.on_unwatchable = None
-        with tf.init_scope():  # Set by the host between steps.
-            self._flag = tf.Variable(False, trainable=False) if self.gated else None
         self._flag_value = False
-        self._output = None
         self._layout = None
         self._last_read = None
-        self._make_state()
-        self.function = self._make_function()
+
+    # -- what the backend provides ---------------------------------------------
+
+    # (method name, dispatch) of the optimizer method the taps hook.
+    optimizer_method = None
+
+    def snapshot(self, values):
+        """`values` as they are now, safe from a later in-place update."""
+        return values
+
+    def in_step(self, trace):
+        """Whether the op being traced belongs to the step itself."""
+        return True
+
+    def hand_over(self, trace, tap, call):
+        """An identity on `call.y` whose gradient hands dLoss/dy to `call`,
+        and `call` added to `trace.calls`."""
+        raise NotImplementedError
+
+    def packed(self):
+        """The vector the last recorded step stored, as a numpy array."""
+        raise NotImplementedError
+
+    def finish_call(self, outputs, recorded):
+        """`(outputs for fit, number of the call's last step or None)`.
+
+        Args:
+            outputs: What the train function returned.
+            recorded: Whether the call recorded.
+        """
+        raise NotImplementedError
 
     # -- state ---------------------------------------------------------------
 
     @property
     def kernel_ids(self):
         return {id(k) for tap in self.taps for k in tap.kernels}
+
+    @property
+    def kernels(self):
+        return [k for tap in self.taps for k in tap.kernels]
 
     def _known_sizes(self):
         """Each tap's activity size (0 without a floor), or None if a unit
@@ -64,25 +120,17 @@ class Capture:
             sizes.append(units)
         return sizes
 
-    def _make_state(self, sizes=None):
-        """Makes the output, now if its size is known: a variable made while
-        tracing makes tf.function trace again."""
-        sizes = sizes if sizes is not None else self._known_sizes()
-        if sizes is not None and self._output is None:
-            self._layout = sizes
-            self._output = self.replicas.variable(
-                [measure.size(self.taps, self.thresholds, sizes)]
-            )
-
-    @property
-    def gated(self):
-        """Whether one function serves every step, measuring behind the flag.
-
-        Distributed, a collective inside a `cond` is not allowed (MirroredStrategy
-        syncs through `merge_call`): the capture's function then measures on
-        every call, and runs only on recorded steps, Keras' own on the others.
-        """
-        return not self.replicas.distributed
+    def _sizes_seen(self, trace):
+        # A subclassed model's layers have no symbolic output: the traced
+        # step tells their unit counts.
+        sizes = []
+        for tap in self.taps:
+            calls = trace.calls.get(tap)
+            if tap.floor is None or not calls:
+                sizes.append(0)
+            else:
+                sizes.append(int(st.as_units(calls[0].y).shape[-1]))
+        return sizes
 
     @property
     def xla(self):
@@ -91,28 +139,17 @@ class Capture:
 
     @property
     def current_function(self):
-        """The train function the model runs next."""
+        """The train function the model runs next: ours on recorded steps,
+        Keras' own on the others (a gated capture runs ours always)."""
         if self.gated or self._flag_value:
             return self.function
         return self.keras_function
 
+    gated = False
+
     def set_recording(self, on):
         """Whether the next call of the train function records."""
-        if on == self._flag_value:
-            return
         self._flag_value = on
-        if self.gated:
-            self._flag.assign(on)
-
-    def _when_recording(self, make_ops):
-        if not self.gated:
-            make_ops()
-            return
-        tf.cond(
-            self._flag,
-            lambda: _group(make_ops()),
-            lambda: tf.constant(False),
-        )
 
     def install(self):
         for tap in self.taps + self.optimizer_taps:
@@ -133,72 +170,15 @@ class Capture:
             if self.on_unwatchable is not None:
                 self.on_unwatchable(tap, reason)
 
-    # -- tracing ---------------------------------------------------------------
+    def _report_elsewhere(self, trace):
+        for tap in trace.elsewhere - set(trace.calls):
+            self.unwatchable(tap, "it is only called inside a loop or condition")
 
-    def _make_function(self):
-        """Keras' train function, made again around our train step."""
-        model = self.model
-        keras_train_step = model.train_step
-
-        def train_step(data):
-            type(self).traces += 1
-            self._make_state()
-            kernels = [k for tap in self.taps for k in tap.kernels]
-            before = self._values_before(kernels)
-            self.tracing = trace = Trace()
-            try:
-                logs = keras_train_step(data)
-            finally:
-                self.tracing = None
-            for tap in trace.elsewhere - set(trace.calls):
-                self.unwatchable(tap, "it is only called inside a loop or condition")
-            # Layers built by this very trace (a subclassed model's) are known
-            # only now; tf.function traces again to lift the new variables.
-            self._make_state(None if self._output is not None else self._sizes_seen(trace))
-            self._when_recording(
-                lambda: [self._output.assign(self._measure(trace, kernels, before))]
-            )
-            return logs
-
-        return internals.make_train_function(model, train_step)
-
-    def _values_before(self, kernels):
-        """The kernels as the step starts, for the update ratio: reads, not
-        copies. While a read is alive, TensorFlow's update of the variable
-        copies it first (copy-on-write), so a recorded step pays one copy,
-        kept only until the step ends, and nothing is kept between steps.
-        On unrecorded steps the read is not made (an empty stand-in), so
-        the update stays in place. XLA updates into a new buffer anyway."""
-        if not kernels:
-            return []
-
-        def reads():
-            return [tf.identity(k.value) for k in kernels]
-
-        if not self.gated or self.xla:
-            return reads()
-        empty = [tf.zeros([0], k.dtype) for k in kernels]
-        # Of unknown shape outside the recording branch: reshaped in it.
-        return tf.cond(self._flag, reads, lambda: empty)
-
-    def _measure(self, trace, kernels, before):
+    def _measure(self, trace, kernels, before, value_of=None):
         measure_step = measure.Measure(
             self.taps, self.thresholds, self.replicas, self._layout, self.xla
         )
-        return measure_step(trace, kernels, before)
-
-    def _sizes_seen(self, trace):
-        # A subclassed model's layers have no symbolic output: the traced
-        # step tells their unit counts (tf.function then traces once more,
-        # to lift the new variable out).
-        sizes = []
-        for tap in self.taps:
-            calls = trace.calls.get(tap)
-            if tap.floor is None or not calls:
-                sizes.append(0)
-            else:
-                sizes.append(int(st.as_units(calls[0].y).shape[-1]))
-        return sizes
+        return measure_step(trace, kernels, before, value_of)
 
     # -- reading (on the host, after a recorded step) ------------------------
 
@@ -207,13 +187,6 @@ class Capture:
         {tap: activity vector})`. Read once per step, however many
         GradWatch ask."""
         if self._last_read is None or self._last_read[0] != step:
-            with self.replicas.strategy.scope():
-                packed = self._output.numpy()
-            self._last_read = (step, *measure.unpack(packed, self.taps, self.thresholds, self._layout))
+            unpacked = measure.unpack(self.packed(), self.taps, self.thresholds, self._layout)
+            self._last_read = (step, *unpacked)
         return self._last_read[1:]
-
-
-def _group(ops):
-    """A value that depends on `ops`, so a `cond` branch keeps them."""
-    with tf.control_dependencies(ops):
-        return tf.constant(True)

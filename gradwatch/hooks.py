@@ -40,7 +40,7 @@ from gradwatch_tensorboard import metadata
 
 from . import keras_internals as internals
 from . import statistics as st
-from .capture import Capture
+from .capture import Capture, make_capture
 from .replicas import Replicas
 
 # The order of rows in a member's `read()`: the metrics' one list.
@@ -129,7 +129,7 @@ class _ModelCaptures:
             }
             while len(self.captures) >= self.KEPT:
                 self.captures.pop(next(iter(self.captures)))
-            capture = Capture(self.model, self.keras_function, layers, thresholds)
+            capture = make_capture(self.model, self.keras_function, layers, thresholds)
             self.captures[key] = capture
         if self.current is not capture:
             if self.current is not None:
@@ -150,7 +150,7 @@ class _ModelCaptures:
             any(s == step and r for s, r in self._plans.values())
         )
 
-    def _run(self, iterator):
+    def _run(self, *args):
         """The model's train function while GradWatch is attached: the
         capture's, then each GradWatch that recorded this call writes.
 
@@ -158,16 +158,18 @@ class _ModelCaptures:
         converting every step's logs to Python numbers for a batch-end
         callback (about 1 ms a step on a small model here), and a record is
         still written before any other callback can interrupt `fit`.
+
+        Args:
+            *args: Keras' arguments: `(iterator)` on TensorFlow,
+                `(state, iterator)` on JAX.
         """
-        outputs = self.current.current_function(iterator)
         recorders = [m for m, plan in self._plans.items() if plan[1]]
-        if recorders:
-            # The call measured its last step: the optimizer's count says
-            # which (a call may run fewer steps than `steps_per_execution`).
-            applied = internals.steps_applied(self.model)
-            for member in recorders:
-                self._plans[member][1] = False  # Written once.
-                member.recorded(applied - 1)
+        capture = self.current
+        outputs = capture.current_function(*args)
+        outputs, last_step = capture.finish_call(outputs, bool(recorders))
+        for member in recorders:
+            self._plans[member][1] = False  # Written once.
+            member.recorded(last_step)
         return outputs
 
 
@@ -185,7 +187,7 @@ class Instrumentation:
     def __init__(self, model, selected, saturation_threshold, keep=None):
         self.model = model
         self.optimizer = model.optimizer
-        self.replicas = Replicas(model.distribute_strategy)
+        self.replicas = Replicas.of(model)
         self.selection = list(selected)
         self.paths = {id(layer): path for path, layer, _ in selected}
         self.selected = [(layer, nl) for _, layer, nl in selected]

@@ -21,6 +21,13 @@ than as a wrong number somewhere else.
 - `LossScaleOptimizer` keeps its scale in `dynamic_scale` (before it is
   built, `initial_scale`) and wraps `inner_optimizer`, which counts the
   steps applied.
+- On JAX, `fit` calls `model.train_function(state, iterator)`, and the train
+  step is `train_step(state, data) -> (logs, state)`, whose state is the
+  values of `trainable_variables`, `non_trainable_variables`,
+  `optimizer.variables` and `metrics_variables`, in their orders; the step
+  calls `optimizer.stateless_apply(optimizer_variables, grads,
+  trainable_variables)`, whose values follow `optimizer._trainable_variables`
+  (`built_for`).
 """
 
 import keras
@@ -29,18 +36,23 @@ import keras
 OLDEST_KERAS = "3.7"
 
 
-def require_tensorflow_backend():
+# The backends whose train step GradWatch captures.
+BACKENDS = ("tensorflow", "jax")
+
+
+def require_supported_backend():
     """Raises when Keras runs on a backend GradWatch cannot capture yet.
 
     Raises:
-        RuntimeError: On Keras' JAX, PyTorch or NumPy backend.
+        RuntimeError: On Keras' PyTorch or NumPy backend.
     """
     backend = keras.backend.backend()
-    if backend != "tensorflow":
+    if backend not in BACKENDS:
         raise RuntimeError(
-            "GradWatch records on Keras' TensorFlow backend only; this Keras "
-            f"runs on the {backend!r} backend (KERAS_BACKEND={backend}). "
-            "Set KERAS_BACKEND=tensorflow to use GradWatch."
+            "GradWatch records on Keras' TensorFlow and JAX backends; this "
+            f"Keras runs on the {backend!r} backend (KERAS_BACKEND={backend}). "
+            "Set KERAS_BACKEND=tensorflow or jax to use GradWatch (README, "
+            "'Backends', says what blocks PyTorch)."
         )
 
 
@@ -117,7 +129,11 @@ def build_optimizer(model):
     optimizer, variables = model.optimizer, model.trainable_variables
     if optimizer is None or optimizer.built or not variables:
         return
-    with model.distribute_strategy.scope():
+    strategy = getattr(model, "distribute_strategy", None)  # TensorFlow's
+    if strategy is None:
+        optimizer.build(variables)
+        return
+    with strategy.scope():
         optimizer.build(variables)
 
 
@@ -142,8 +158,39 @@ def iterations(optimizer):
     A `LossScaleOptimizer` counts in its inner optimizer (its own
     `iterations` stays at 0 before Keras 3.8 or so).
     """
-    optimizer = getattr(optimizer, "inner_optimizer", None) or optimizer
-    return int(optimizer.iterations.numpy())
+    return int(keras.ops.convert_to_numpy(_counter(optimizer).value))
+
+
+def _counter(optimizer):
+    return (getattr(optimizer, "inner_optimizer", None) or optimizer).iterations
+
+
+def _value_in(optimizer, values, variable):
+    """`variable`'s entry of `values`, the values of `optimizer.variables`."""
+    for candidate, value in zip(optimizer.variables, values):
+        if candidate is variable:
+            return value
+    raise ValueError(f"{variable.path} is not among the optimizer's variables")
+
+
+def iterations_in(optimizer, values):
+    """How many steps `optimizer` has applied, in `values` (the values of
+    `optimizer.variables`, as a JAX train step carries them)."""
+    return _value_in(optimizer, values, _counter(optimizer))
+
+
+def loss_scale_in(optimizer, values):
+    """A `LossScaleOptimizer`'s scale in `values` (the values of its
+    `variables`), as float32; None for other optimizers."""
+    if getattr(optimizer, "inner_optimizer", None) is None:
+        return None
+    return keras.ops.cast(_value_in(optimizer, values, optimizer.dynamic_scale), "float32")
+
+
+def built_for(optimizer):
+    """The variables `optimizer` was built for, in the order of the values
+    `stateless_apply` takes."""
+    return list(optimizer._trainable_variables)
 
 
 def output_layers(model):

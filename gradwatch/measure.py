@@ -3,7 +3,7 @@ train step: every watched layer's statistics, vectorised over layers and
 packed into one float32 vector (and, on the host, unpacked again)."""
 
 import numpy as np
-import tensorflow as tf
+from keras import ops
 
 from . import statistics as st
 
@@ -30,7 +30,7 @@ class Measure:
         self._layout = layout
         self.xla = xla
 
-    def __call__(self, trace, kernels, before):
+    def __call__(self, trace, kernels, before, value_of=None):
         """Every watched layer's fields and activity, as one float32 vector.
 
         Vectorised over layers: a handful of ops per shape of tensor, not per
@@ -41,15 +41,20 @@ class Measure:
             trace: The `taps.Trace` of this step.
             kernels: The watched kernels, in tap order.
             before: Their values as the step started (for the update ratio).
+            value_of: `value_of(variable)`: a variable's value after the
+                step's update (by default, its `value`; on JAX, from the
+                state the step returns).
         """
+        value_of = value_of or (lambda variable: variable.value)
         matrices = {}  # (tensor ref, unit axes) -> [rows, units] matrix
 
         def request(tensor, unit_axes=(-1,)):
             # A layer's input that is another watched layer's output is the
             # same tensor: reduced once.
-            tensor = trace.aliases.get(tensor.ref(), tensor)
-            rank = max(tensor.shape.rank, 1)
-            key = (tensor.ref(), tuple(sorted(a % rank for a in unit_axes)))
+            tensor = trace.aliases.get(id(tensor), tensor)
+            rank = max(len(tensor.shape), 1)
+            # By identity: the trace keeps every tensor alive while measured.
+            key = (id(tensor), tuple(sorted(a % rank for a in unit_axes)))
             if key not in matrices:
                 matrices[key] = st.as_units(tensor, unit_axes)
             return key
@@ -88,7 +93,7 @@ class Measure:
             if tap.saturated is not None:
                 for j, threshold in enumerate(self.thresholds):
                     saturated.append((i, j, [
-                        tf.reduce_sum(st.saturated_count(matrices[k], tap.saturated, threshold))
+                        ops.sum(st.saturated_count(matrices[k], tap.saturated, threshold))
                         for k in plan["out"]
                     ]))
         table, unit_needs, saturated = self._pool_replicas(reduced.table, unit_needs, saturated)
@@ -105,41 +110,41 @@ class Measure:
                     rows[(i, name)] = indices[0]
                 else:
                     rows[(i, name)] = len(reduced.row) + len(extra)
-                    extra.append(st.pool_rows(tf.gather(table, indices)))
+                    extra.append(st.pool_rows(ops.take(table, indices, axis=0)))
         nan_row = len(reduced.row) + len(extra)
-        table = tf.concat([table] + [r[None] for r in extra] + [tf.fill([1, 4], _NAN)], 0)
+        table = ops.concatenate([table] + [r[None] for r in extra] + [_nans((1, 4))], 0)
 
         def column_block(name):
-            return tf.gather(table, [rows.get((i, name), nan_row) for i in range(len(self.taps))])
+            return ops.take(table, [rows.get((i, name), nan_row) for i in range(len(self.taps))], axis=0)
 
         out, inp, grad = column_block("out"), column_block("in"), column_block("grad")
         scale = 1.0 if trace.loss_scale is None else trace.loss_scale
-        grad = tf.stack(
+        grad = ops.stack(
             [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
         )
-        kernel_block = self._kernel_block(trace, kernels, before)
-        bn_block = self._batch_norm_block(trace, unit_needs)
+        kernel_block = self._kernel_block(trace, kernels, before, value_of)
+        bn_block = self._batch_norm_block(trace, unit_needs, value_of)
         sat_block = self._saturated_block(saturated)
-        fields = tf.concat(
+        fields = ops.concatenate(
             [out, inp[:, :3], grad, kernel_block, bn_block, sat_block], axis=1
         )
         activity = self._activity(unit_needs)
-        return tf.concat([tf.reshape(fields, [-1])] + activity, axis=0)
+        return ops.concatenate([ops.reshape(fields, [-1])] + activity, axis=0)
 
     def _pool_replicas(self, table, unit_needs, saturated):
         """Gathers every replica's numbers and pools them: moments exactly
         (Chan), peaks by their maximum, counts by their sum."""
         if not self.replicas.distributed:
             return table, unit_needs, saturated
-        pieces = [tf.reshape(table, [-1])]
+        pieces = [ops.reshape(table, [-1])]
         for _, _, calls in unit_needs:
             pieces += [v for p in calls for v in p.values()]
         pieces += [c[None] for _, _, counts in saturated for c in counts]
-        gathered = self.replicas.gather(tf.concat(pieces, 0))  # [replicas, k]
+        gathered = self.replicas.gather(ops.concatenate(pieces, 0))  # [replicas, k]
         size = int(table.shape[0]) * 4
         offset = size
-        per_replica = tf.reshape(gathered[:, :size], [self.replicas.count, -1, 4])
-        table = st.pool_rows(tf.transpose(per_replica, [1, 0, 2]))
+        per_replica = ops.reshape(gathered[:, :size], [self.replicas.count, -1, 4])
+        table = st.pool_rows(ops.transpose(per_replica, [1, 0, 2]))
         pooled_needs = []
         for i, name, calls in unit_needs:
             pooled_calls = []
@@ -154,41 +159,43 @@ class Measure:
         pooled_saturated = []
         for i, j, counts in saturated:
             pooled_saturated.append(
-                (i, j, [tf.reduce_sum(gathered[:, offset + n]) for n in range(len(counts))])
+                (i, j, [ops.sum(gathered[:, offset + n]) for n in range(len(counts))])
             )
             offset += len(counts)
         return table, pooled_needs, pooled_saturated
 
-    def _kernel_block(self, trace, kernels, values_before):
+    def _kernel_block(self, trace, kernels, values_before, value_of):
         """`[taps, 4]`: whether measured, then the squared norms of the
         kernels' gradients, updates and values before the update."""
         measured = [k for k in kernels if id(k) in trace.kernel_gradients]
         received = [trace.kernel_gradients[id(k)] for k in measured]
         gradients = self.replicas.sum([r.gradient for r in received])
-        # Each kernel's gradient carries its own optimizer's loss scale.
-        scales = tf.stack([1.0 if r.scale is None else r.scale for r in received]) if measured else None
         before_of = {id(k): b for k, b in zip(kernels, values_before)}
-        before = [tf.reshape(before_of[id(k)], k.shape) for k in measured]
-        norms = tf.stack(
-            [
-                tf.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
-                tf.stack(
-                    st.squared_norms([k.value - b for k, b in zip(measured, before)], self.xla)
-                ),
-                tf.stack(st.squared_norms(before, self.xla)),
-            ],
-            axis=1,
-        ) if measured else tf.zeros([0, 3])
+        before = [ops.reshape(before_of[id(k)], k.shape) for k in measured]
+        if measured:
+            # Each kernel's gradient carries its own optimizer's loss scale.
+            scales = ops.stack([
+                ops.ones(()) if r.scale is None else r.scale for r in received
+            ])
+            updates = [value_of(k) - b for k, b in zip(measured, before)]
+            norms = ops.stack(
+                [
+                    ops.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
+                    ops.stack(st.squared_norms(updates, self.xla)),
+                    ops.stack(st.squared_norms(before, self.xla)),
+                ],
+                axis=1,
+            )
         # A step the loss scaler skipped updated nothing: unmeasured. One
         # check per optimizer's gradients, however many kernels it applied.
         finite = {}
         for r in received:
             if r.batch is not None and id(r.batch) not in finite:
-                finite[id(r.batch)] = st.as_float32(tf.reduce_all(
-                    [tf.reduce_all(tf.math.is_finite(g)) for g in r.batch]
-                ))
+                finite[id(r.batch)] = st.as_float32(ops.all(ops.stack(
+                    [ops.all(ops.isfinite(g)) for g in r.batch]
+                )))
         applied = [
-            tf.constant(1.0) if r.batch is None else finite[id(r.batch)]
+            ops.ones(()) if r.batch is None else finite[id(r.batch)]
             for r in received
         ]
         index = {id(k): n for n, k in enumerate(measured)}
@@ -199,22 +206,27 @@ class Measure:
             if complete[-1]:
                 owner += [i] * len(mine)
                 ordered += mine
-        sums = tf.math.unsorted_segment_sum(
-            tf.gather(norms, ordered), owner, num_segments=len(self.taps)
-        ) if ordered else tf.zeros([len(self.taps), 3])
-        # Measured: every kernel of the layer got a gradient that was applied.
-        flag = tf.math.unsorted_segment_min(
-            tf.gather(tf.stack(applied), ordered), owner, num_segments=len(self.taps)
-        ) if ordered else tf.zeros([len(self.taps)])
-        flag = tf.where(tf.constant(complete), flag, 0.0)
-        return tf.concat([flag[:, None], sums], axis=1)
+        if not ordered:
+            return ops.zeros((len(self.taps), 4))
+        owner = np.array(owner, "int32")
+        sums = ops.segment_sum(
+            ops.take(norms, ordered, axis=0), owner, num_segments=len(self.taps)
+        )
+        # Measured: every kernel of the layer got a gradient that was
+        # applied (the minimum of the flags, as minus the maximum of minus).
+        flag = -ops.segment_max(
+            -ops.take(ops.stack(applied), ordered, axis=0), owner,
+            num_segments=len(self.taps),
+        )
+        flag = ops.where(np.array(complete), flag, 0.0)
+        return ops.concatenate([flag[:, None], sums], axis=1)
 
-    def _batch_norm_block(self, trace, unit_needs):
+    def _batch_norm_block(self, trace, unit_needs, value_of):
         """`[taps, 7]` BatchNorm fields (NaN for other layers), averaged over
         each layer's channels in one segment reduction for all of them."""
         width = 7
         entries = [(i, calls) for i, name, calls in unit_needs if name == "bn"]
-        block = tf.fill([len(self.taps), width], _NAN)
+        block = _nans((len(self.taps), width))
         if not entries:
             return block
         channels = {f: [] for f in st.MOMENT_FIELDS}
@@ -230,43 +242,45 @@ class Measure:
             size = int(pooled["count"].shape[0])
             segments += [n] * size
             before_mean, before_var = trace.calls[tap][0].moving_before
-            columns["moving_before"].append(tf.reshape(st.as_float32(before_mean), [-1]))
-            columns["var_before"].append(tf.reshape(st.as_float32(before_var), [-1]))
-            columns["epsilon"].append(tf.fill([size], float(layer.epsilon)))
+            columns["moving_before"].append(ops.reshape(st.as_float32(before_mean), [-1]))
+            columns["var_before"].append(ops.reshape(st.as_float32(before_var), [-1]))
+            columns["epsilon"].append(ops.full((size,), float(layer.epsilon), "float32"))
             for name, variable in (("moving_mean", layer.moving_mean),
                                    ("moving_var", layer.moving_variance),
                                    ("gamma", getattr(layer, "gamma", None)),
                                    ("beta", getattr(layer, "beta", None))):
                 columns[name].append(
-                    tf.fill([size], _NAN) if variable is None
-                    else tf.reshape(st.as_float32(variable.value), [-1])
+                    _nans((size,)) if variable is None
+                    else ops.reshape(st.as_float32(value_of(variable)), [-1])
                 )
         # Every BatchNorm layer's channels at once: a few ops, not a few per
         # layer.
-        flat = {k: tf.concat(v, 0) for k, v in columns.items()}
+        flat = {k: ops.concatenate(v, 0) for k, v in columns.items()}
         statistics = st.channel_statistics(
-            {f: tf.concat(v, 0) for f, v in channels.items()},
+            {f: ops.concatenate(v, 0) for f, v in channels.items()},
             flat["moving_before"], flat["var_before"], flat["epsilon"],
         )
         values = [*statistics] + [flat[k] for k in ("moving_mean", "moving_var", "gamma", "beta")]
-        sizes = tf.constant(np.bincount(segments), tf.float32)
-        averages = tf.stack(
+        sizes = ops.convert_to_tensor(np.bincount(segments).astype("float32"))
+        segments = np.array(segments, "int32")
+        averages = ops.stack(
             [
-                tf.math.unsorted_segment_sum(v, segments, len(entries)) / sizes
+                ops.segment_sum(v, segments, num_segments=len(entries)) / sizes
                 for v in values
             ],
             1,
         )
         # In FIELDS order: batch mean, batch var, skew, moving mean and
         # variance, gamma, beta.
-        return tf.tensor_scatter_nd_update(block, [[i] for i, _ in entries], averages)
+        return ops.scatter_update(block, [[i] for i, _ in entries], averages)
 
     def _saturated_block(self, saturated):
-        block = tf.fill([len(self.taps), len(self.thresholds)], _NAN)
+        block = _nans((len(self.taps), len(self.thresholds)))
         if not saturated:
             return block
-        return tf.tensor_scatter_nd_update(
-            block, [[i, j] for i, j, _ in saturated], tf.stack([tf.add_n(c) for _, _, c in saturated])
+        return ops.scatter_update(
+            block, [[i, j] for i, j, _ in saturated],
+            ops.stack([_add(c) for _, _, c in saturated]),
         )
 
     def _activity(self, unit_needs):
@@ -279,7 +293,7 @@ class Measure:
                 continue
             calls = peaks.get(i)
             if calls is None or int(calls[0]["peak"].shape[0]) != size:
-                activity.append(tf.zeros([size]))
+                activity.append(ops.zeros((size,)))
                 continue
             activity.append(st.as_float32(_pool_calls(calls)["peak"] > tap.floor))
         return activity
@@ -310,16 +324,27 @@ class _Reduced:
         )
         for keys, stacked in zip(groups, reduced):
             whole = st.pool(*(stacked[f] for f in st.MOMENT_FIELDS), axis=1)
-            tables.append(tf.stack([*whole, tf.reduce_sum(stacked["nonfinite"], 1)], 1))
+            tables.append(ops.stack([*whole, ops.sum(stacked["nonfinite"], 1)], 1))
             for g, key in enumerate(keys):
                 self.row[key] = len(self.row)
                 self._units[key] = (stacked, g)
-        self.table = tf.concat(tables, 0) if tables else tf.zeros([0, 4])
+        self.table = ops.concatenate(tables, 0) if tables else ops.zeros((0, 4))
 
     def units(self, key, fields):
         """Per-unit vectors of one matrix."""
         stacked, g = self._units[key]
         return {f: stacked[f][g] for f in fields}
+
+
+def _nans(shape):
+    return ops.full(shape, _NAN, "float32")
+
+
+def _add(values):
+    total = values[0]
+    for value in values[1:]:
+        total = total + value
+    return total
 
 
 def _pool_calls(calls):

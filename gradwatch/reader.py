@@ -8,7 +8,7 @@ import sys
 import numpy as np
 from tensorboard.compat.proto import event_pb2, types_pb2
 
-from gradwatch_tensorboard import metadata, storage
+from gradwatch_tensorboard import findings_document, metadata, storage
 
 
 class Recording:
@@ -25,9 +25,10 @@ class Recording:
             None.
         first_nonfinite: `{"step", "layer", "kind"}` of the first NaN/Inf, or
             None.
-        recorded_findings: The findings document the callback wrote last
-            (`{"version", "step", "final", "findings": [...]}`), or None.
-            `findings()` evaluates the whole record afresh instead.
+        recorded_findings: The findings document the callback wrote last,
+            as `gradwatch_tensorboard.findings_document.parse_document` reads
+            it (`{"version", "step", "final", "thresholds", "findings"}`), or
+            None. `findings()` evaluates the whole record afresh instead.
     """
 
     def __init__(self, log_dir, layers, steps, values, scalars, documents):
@@ -36,7 +37,7 @@ class Recording:
         self.steps = steps
         self._values = values
         self._scalars = scalars
-        self.metrics = sorted(values, key=_metric_order)
+        self.metrics = sorted(values, key=metadata.metric_order)
         self.headlines = sorted(scalars)
         self.init_audit = documents.get(metadata.INIT_AUDIT_TAG)
         self.first_nonfinite = documents.get(metadata.FIRST_NONFINITE_TAG)
@@ -82,16 +83,32 @@ class Recording:
             )
         return self._scalars[name].copy()
 
+    def to_records(self, metrics=None, run=None):
+        """The record as a NumPy structured array, one row per metric, layer
+        and step: see `gradwatch.export.to_records`."""
+        from . import export
+
+        return export.to_records(self, metrics, run)
+
+    def to_frame(self, metrics=None, run=None):
+        """The record as a long pandas DataFrame (`run`, `metric`, `layer`,
+        `step`, `value`): see `gradwatch.export.to_frame`. Needs pandas."""
+        from . import export
+
+        return export.to_frame(self, metrics, run)
+
+    def plot(self, metric, step=None, figsize=None):
+        """Draws one metric's layer x step heatmap and its depth profile with
+        matplotlib: see `gradwatch.plot.plot`. Returns the Figure."""
+        from . import plot
+
+        return plot.plot(self, metric, step, figsize)
+
     def __repr__(self):
         return (
             f"Recording({self.log_dir!r}, {len(self.layers)} layers, "
             f"{len(self.steps)} steps, {len(self.metrics)} metrics)"
         )
-
-
-def _metric_order(name):
-    names = metadata.METRIC_NAMES
-    return (names.index(name) if name in names else len(names), name)
 
 
 def _event_files(log_dir):
@@ -355,13 +372,22 @@ def load(log_dir):
 
 
 def _take_value(event, value, tag_layers, layers, records, scalars, documents):
-    tag = value.tag
-    if tag == metadata.FINDINGS_TAG:
-        # The latest document wins (files and events are read in order).
-        document = _document(value.tensor)
-        if isinstance(document, dict):
-            documents[tag] = document
+    parsed = metadata.parse_tag(value.tag)  # either tag scheme
+    if parsed is None:
         return
+    kind, name = parsed
+    if kind == metadata.DOCUMENT:
+        _take_document(metadata.tag(kind, name), value.tensor, documents)
+        return
+    if kind == metadata.HEADLINE:
+        try:
+            number = _numbers(value.tensor)
+        except ValueError:
+            return
+        if number.size == 1:
+            scalars.setdefault(name, {})[event.step] = float(number[0])
+        return
+    tag = value.tag
     if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
         try:
             names = metadata.parse_plugin_content(
@@ -370,33 +396,32 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
         except ValueError:
             return
         tag_layers[tag] = names
-        for name in names:
-            if name not in layers:
-                layers.append(name)
-    metric = metadata.metric_from_tag(tag)
-    if metric is not None and tag in tag_layers:
-        try:
-            vector = _numbers(value.tensor)
-        except ValueError:
-            return
-        names = tag_layers[tag]
-        if vector.shape != (len(names),):
-            return
-        wall_time, record = records.get(event.step, (-1.0, {}))
-        if event.wall_time >= wall_time and metric in record:
-            record = {}  # a later rewrite of this step replaces it
-        record[metric] = (names, vector)
-        records[event.step] = (max(wall_time, event.wall_time), record)
-    elif tag.startswith(metadata.SCALAR_TAG_PREFIX):
-        try:
-            number = _numbers(value.tensor)
-        except ValueError:
-            return
-        if number.size == 1:
-            scalars.setdefault(tag[len(metadata.SCALAR_TAG_PREFIX):], {})[
-                event.step
-            ] = float(number[0])
-    elif tag in (metadata.INIT_AUDIT_TAG, metadata.FIRST_NONFINITE_TAG):
-        document = _document(value.tensor)
-        if document is not None:
-            documents[tag] = document
+        for layer in names:
+            if layer not in layers:
+                layers.append(layer)
+    if tag not in tag_layers:
+        return
+    try:
+        vector = _numbers(value.tensor)
+    except ValueError:
+        return
+    names = tag_layers[tag]
+    if vector.shape != (len(names),):
+        return
+    wall_time, record = records.get(event.step, (-1.0, {}))
+    if event.wall_time >= wall_time and name in record:
+        record = {}  # a later rewrite of this step replaces it
+    record[name] = (names, vector)
+    records[event.step] = (max(wall_time, event.wall_time), record)
+
+
+def _take_document(tag, tensor, documents):
+    """Keeps the latest document of `tag` (files and events are read in
+    order); the findings document as `findings_document` validates it."""
+    document = _document(tensor)
+    if tag == metadata.FINDINGS_TAG:
+        document = findings_document.parse_document(document)
+    elif tag not in (metadata.INIT_AUDIT_TAG, metadata.FIRST_NONFINITE_TAG):
+        return
+    if document is not None:
+        documents[tag] = document

@@ -216,9 +216,15 @@ def _masked_sums(matrices, peaks):
     """The same over finite elements only. Rare (a NaN or Inf somewhere):
     one concatenation and segment sums, a few ops, not a few per matrix."""
     x = ops.concatenate(matrices, axis=0)
-    sizes = ops.stack([ops.cast(ops.shape(m)[0], "int32") for m in matrices])
-    ids = ops.repeat(ops.arange(len(matrices), dtype="int32"), sizes)
-    first = ops.take(x, ops.cumsum(sizes) - sizes, axis=0)
+    static = [m.shape[0] for m in matrices]
+    if None in static:  # Rows known only as the step runs (TensorFlow).
+        sizes = ops.stack([ops.cast(ops.shape(m)[0], "int32") for m in matrices])
+        ids = ops.repeat(ops.arange(len(matrices), dtype="int32"), sizes)
+        starts = ops.cumsum(sizes) - sizes
+    else:  # Static shapes (JAX, XLA): a repeat JAX can trace.
+        ids = np.repeat(np.arange(len(matrices), dtype="int32"), static)
+        starts = np.cumsum(static) - np.asarray(static)
+    first = ops.take(x, starts, axis=0)
     shift = ops.where(ops.isfinite(first), first, 0.0)
     finite = ops.isfinite(x)
     shifted = ops.where(finite, x - ops.take(shift, ids, axis=0), 0.0)

@@ -3,18 +3,21 @@ capture while its train step is traced (inputs, outputs, dLoss/d(output),
 BatchNorm's moving statistics, kernel gradients and loss scales)."""
 
 import keras
-import tensorflow as tf
 
 from . import keras_internals as internals
 from . import statistics as st
 
 
-def _is_float_tensor(x):
-    return (
-        isinstance(x, (tf.Tensor, tf.Variable))
-        and x.dtype.is_floating
-        and x.shape.rank is not None
-    )
+def is_float_tensor(x):
+    """Whether `x` is a backend tensor of floats, of known rank."""
+    if not (keras.ops.is_tensor(x) or type(x).__name__ == "ResourceVariable"):
+        return False
+    try:
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        len(x.shape)  # TensorFlow's unknown rank raises.
+    except (TypeError, ValueError):
+        return False
+    return dtype in ("float16", "bfloat16", "float32", "float64")
 
 
 class _MethodHook:
@@ -91,12 +94,13 @@ class _Call:
 
 
 class Trace:
-    """What one trace of the train step kept, for the measuring `cond`."""
+    """What one trace of the train step kept, for the measurement."""
 
-    def __init__(self):
-        self.graph = tf.compat.v1.get_default_graph()
+    def __init__(self, graph=None):
+        self.graph = graph  # TensorFlow's graph being traced (else None)
         self.calls = {}  # tap -> [_Call]
-        self.aliases = {}  # ref of a tap's output -> the layer's own output
+        self.aliases = {}  # id of a tap's output -> the layer's own output
+        self.kept = []
         self.elsewhere = set()  # taps called in another graph
         # id(variable) -> _KernelGradient (this replica's)
         self.kernel_gradients = {}
@@ -112,7 +116,7 @@ class _KernelGradient:
     steps only: made here, it would read every gradient on every step.
     """
 
-    def __init__(self, gradient, scale, batch):
+    def __init__(self, gradient, scale=None, batch=None):
         self.gradient = gradient
         self.scale = scale
         self.batch = batch
@@ -169,42 +173,35 @@ class LayerTap:
         layer = self.layer
         if not layer.built:
             return None
-        return (
-            tf.identity(layer.moving_mean.value),
-            tf.identity(layer.moving_variance.value),
+        return self.capture.snapshot(
+            (layer.moving_mean.value, layer.moving_variance.value)
         )
 
     def after_call(self, args, kwargs, outputs, moving_before):
         trace = self.capture.tracing
-        flat = tf.nest.flatten(outputs)
+        flat = keras.tree.flatten(outputs)
         y = flat[0] if flat else None
-        if not _is_float_tensor(y):
+        if not is_float_tensor(y):
             self.capture.unwatchable(self, "its first output is not a float tensor")
             return outputs
-        if tf.compat.v1.get_default_graph() is not trace.graph:
+        if not self.capture.in_step(trace):
             # A loop or condition of the model, or Keras inferring shapes in
             # a scratch graph: not a tensor of the step itself.
             trace.elsewhere.add(self)
             return outputs
-        inputs = tf.nest.flatten((args, kwargs))
-        x = inputs[0] if inputs and _is_float_tensor(inputs[0]) else None
+        inputs = keras.tree.flatten((args, kwargs))
+        x = inputs[0] if inputs and is_float_tensor(inputs[0]) else None
         if self.is_batch_norm and x is not None and moving_before is None:
             moving_before = self.moving_statistics()  # Built by this call.
         call = _Call(x, y, moving_before)
-        trace.calls.setdefault(self, []).append(call)
         self.capture.seen(self)
-
-        @tf.custom_gradient
-        def identity_handing_over_gradient(t):
-            def gradient(dy):
-                call.gradients.append(dy)
-                return dy
-
-            return tf.identity(t), gradient
-
-        flat[0] = identity_handing_over_gradient(y)
-        trace.aliases[flat[0].ref()] = y
-        return tf.nest.pack_sequence_as(outputs, flat)
+        # The backend's identity on y whose gradient hands dLoss/dy (and,
+        # where the forward values cannot outlive their trace, x and y) to
+        # `call`, which joins the trace's calls.
+        flat[0] = self.capture.hand_over(trace, self, call)
+        trace.aliases[id(flat[0])] = call.y
+        trace.kept.append(flat[0])  # Alive while its id is a key.
+        return keras.tree.pack_sequence_as(outputs, flat)
 
 
 class OptimizerTap:
@@ -225,21 +222,32 @@ class OptimizerTap:
         return self.capture.tracing is not None
 
     def install(self):
-        _MethodHook.add(self.optimizer, "apply", self, _apply_with_taps)
+        method, dispatch = self.capture.optimizer_method
+        _MethodHook.add(self.optimizer, method, self, dispatch)
 
     def uninstall(self):
-        _MethodHook.remove(self.optimizer, "apply", self)
+        _MethodHook.remove(self.optimizer, self.capture.optimizer_method[0], self)
 
-    def before_apply(self, grads, trainable_variables):
+    def before_apply(self, grads, trainable_variables, scale=None):
+        """Keeps the watched kernels' gradients.
+
+        Args:
+            grads: The gradients, in the order of `trainable_variables`.
+            trainable_variables: The variables they are for.
+            scale: The loss scale the gradients carry (None: the
+                optimizer's own, read now; TensorFlow only).
+        """
         trace = self.capture.tracing
-        if tf.compat.v1.get_default_graph() is not trace.graph:
+        if not self.capture.in_step(trace):
             return  # Applied inside a loop or condition: not usable after it.
-        scale = internals.loss_scale(self.optimizer)
+        if scale is None:
+            scale = internals.loss_scale(self.optimizer)
+            if scale is not None:
+                scale = self.capture.snapshot(st.as_float32(scale))
         batch = None
         if scale is not None:
             # The scale the gradients carry, before `apply` changes it; the
             # loss scaler skips the update when any gradient is not finite.
-            scale = tf.identity(st.as_float32(scale))
             batch = [g for g in grads if g is not None]
             if trace.loss_scale is None:
                 trace.loss_scale = scale
@@ -247,14 +255,3 @@ class OptimizerTap:
         for grad, variable in zip(grads, trainable_variables):
             if grad is not None and id(variable) in watched:
                 trace.kernel_gradients[id(variable)] = _KernelGradient(grad, scale, batch)
-
-
-def _apply_with_taps(original, taps, args, kwargs):
-    """`optimizer.apply(grads, trainable_variables)`, seen by each tap."""
-    grads, trainable_variables = (list(args) + [None, None])[:2]
-    grads = kwargs.get("grads", grads)
-    trainable_variables = kwargs.get("trainable_variables", trainable_variables)
-    if trainable_variables is not None:  # Else nothing tells kernels apart.
-        for tap in taps:
-            tap.before_apply(list(grads), list(trainable_variables))
-    return original(*args, **kwargs)

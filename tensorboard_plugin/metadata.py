@@ -1,11 +1,21 @@
 """The GradWatch summary format, shared by the writer, the reader and the plugin.
 
-Each recorded step writes one tensor summary per metric, tagged
-`gradwatch/<metric>`, holding a float32 vector with one value per watched layer
-in depth order (NaN where the metric does not apply to a layer). Every summary
-carries a `SummaryMetadata` naming the `gradwatch` plugin with
-`DATA_CLASS_TENSOR`, and a JSON content with the format version and the layer
-names, so that a reader needs nothing else to label the vector.
+Every tag GradWatch writes is `gradwatch/<kind>/<name>`:
+
+- `gradwatch/metric/<metric>`: one per metric and recorded step, a float32
+  vector with one value per watched layer in depth order (NaN where the
+  metric does not apply to a layer);
+- `gradwatch/headline/<name>`: a few scalars for TensorBoard's own Scalars
+  dashboard;
+- `gradwatch/document/<name>`: a JSON document (a string tensor): the init
+  audit, where NaN/Inf first appeared, the findings.
+
+Metric vectors and the findings document carry a `SummaryMetadata` naming
+the `gradwatch` plugin with `DATA_CLASS_TENSOR` and a JSON content with the
+format version (and, for a vector, the layer names, so that a reader needs
+nothing else to label it). Runs written before this scheme (gradwatch 0.1.0:
+`gradwatch/<metric>`, `gradwatch_headline/<name>`, `gradwatch_<document>`) are
+read as well: `parse_tag` knows both, `tags_for_reading` names both.
 
 This module imports no TensorFlow: TensorBoard loads it at start-up.
 """
@@ -16,19 +26,22 @@ from tensorboard.compat.proto import summary_pb2
 
 PLUGIN_NAME = "gradwatch"
 FORMAT_VERSION = 1
+# The kinds of tag (`gradwatch/<kind>/<name>`).
+METRIC, HEADLINE, DOCUMENT = "metric", "headline", "document"
 TAG_PREFIX = PLUGIN_NAME + "/"
-# Headline scalars for TensorBoard's own Scalars dashboard.
-SCALAR_TAG_PREFIX = "gradwatch_headline/"
-# A JSON document (string tensor) written once per `fit`: the init audit.
-INIT_AUDIT_TAG = "gradwatch_init_audit"
-# A JSON document written once: where NaN/Inf first appeared.
-FIRST_NONFINITE_TAG = "gradwatch_first_nonfinite"
+# A JSON document written once per `fit` (Text dashboard): the init audit.
+INIT_AUDIT_TAG = f"{TAG_PREFIX}{DOCUMENT}/init_audit"
+# A JSON document written once (Text dashboard): where NaN/Inf first appeared.
+FIRST_NONFINITE_TAG = f"{TAG_PREFIX}{DOCUMENT}/first_nonfinite"
 # A JSON document, rewritten as findings appear and when `fit` ends: the
-# findings (`gradwatch.findings`). Written under this plugin's name with its own
-# content (`create_document_metadata`), so the plugin reads it through the data
-# provider; its tag has no `TAG_PREFIX`, so no reader takes it for a metric.
-FINDINGS_TAG = "gradwatch_findings"
+# findings (`findings_document`). Written under this plugin's name with its
+# own content (`create_document_metadata`), so the plugin reads it through the
+# data provider.
+FINDINGS_TAG = f"{TAG_PREFIX}{DOCUMENT}/findings"
 FINDINGS_VERSION = 1
+# The documents' tags in gradwatch 0.1.0, read still.
+_LEGACY_DOCUMENT_PREFIX = PLUGIN_NAME + "_"
+_LEGACY_HEADLINE_PREFIX = "gradwatch_headline/"
 # Keep every recorded step up to this many per series in TensorBoard (it
 # reservoir-samples beyond). The plugin's loader sets it as the default.
 SAMPLES_PER_SERIES = 20_000
@@ -165,16 +178,69 @@ METRIC_NAMES = tuple(METRICS)
 DEFAULT_METRIC = "activation_var"
 
 
+def metric_order(name):
+    """Sort key putting metric names in `METRIC_NAMES` order (others last,
+    by name)."""
+    return (METRIC_NAMES.index(name) if name in METRIC_NAMES else len(METRIC_NAMES), name)
+
+
+def tag(kind, name):
+    """The tag GradWatch writes `name` of `kind` (`METRIC`, `HEADLINE` or
+    `DOCUMENT`) under: `gradwatch/<kind>/<name>`."""
+    return f"{TAG_PREFIX}{kind}/{name}"
+
+
 def metric_tag(metric):
     """The summary tag under which `metric` is written."""
-    return TAG_PREFIX + metric
+    return tag(METRIC, metric)
 
 
-def metric_from_tag(tag):
-    """The metric name of a GradWatch tag, or None for any other tag."""
-    if tag.startswith(TAG_PREFIX):
-        return tag[len(TAG_PREFIX):]
+def parse_tag(tag_name):
+    """`(kind, name)` of a GradWatch tag, new scheme or 0.1.0's; None for
+    any other tag.
+
+    Example:
+
+    >>> parse_tag("gradwatch/metric/gradient_var"), parse_tag("gradwatch/gradient_var")
+    (('metric', 'gradient_var'), ('metric', 'gradient_var'))
+    """
+    if tag_name.startswith(TAG_PREFIX):
+        rest = tag_name[len(TAG_PREFIX):]
+        kind, slash, name = rest.partition("/")
+        if not slash:
+            return (METRIC, rest) if rest else None  # 0.1.0: gradwatch/<metric>
+        return (kind, name) if kind in (METRIC, HEADLINE, DOCUMENT) and name else None
+    if tag_name.startswith(_LEGACY_HEADLINE_PREFIX):
+        name = tag_name[len(_LEGACY_HEADLINE_PREFIX):]
+        return (HEADLINE, name) if name else None
+    if tag_name.startswith(_LEGACY_DOCUMENT_PREFIX) and "/" not in tag_name:
+        return (DOCUMENT, tag_name[len(_LEGACY_DOCUMENT_PREFIX):])
     return None
+
+
+def tags_for_reading(tag_name):
+    """`tag_name` (a tag this version writes) and the tag gradwatch 0.1.0
+    wrote the same series under: read both, the second's records first.
+
+    Example:
+
+    >>> tags_for_reading(FINDINGS_TAG)
+    ('gradwatch_findings', 'gradwatch/document/findings')
+    """
+    kind, name = parse_tag(tag_name)
+    legacy = {
+        METRIC: TAG_PREFIX + name,
+        HEADLINE: _LEGACY_HEADLINE_PREFIX + name,
+        DOCUMENT: _LEGACY_DOCUMENT_PREFIX + name,
+    }[kind]
+    return (legacy, tag(kind, name))
+
+
+def metric_from_tag(tag_name):
+    """The metric name of a GradWatch metric tag (either scheme), or None
+    for any other tag."""
+    parsed = parse_tag(tag_name)
+    return parsed[1] if parsed and parsed[0] == METRIC else None
 
 
 def create_summary_metadata(layers):

@@ -38,12 +38,13 @@ import threading
 
 import numpy as np
 import werkzeug
+from werkzeug.utils import safe_join
 from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util, json_util
 from tensorboard.plugins import base_plugin
 from tensorboard.util import tensor_util
 
-from . import metadata, step_index, storage, vector_reads
+from . import findings_document, metadata, step_index, storage, vector_reads
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
@@ -89,12 +90,17 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._warmed = set()
         # Where the run directories are, for the depth profile's step
         # index; none with `--logdir_spec` (run names are not paths then).
-        self._logdir = getattr(context, "logdir", None) or None
+        logdir = getattr(context, "logdir", None) or None
+        if logdir and not storage.is_remote(logdir):
+            logdir = os.path.expanduser(logdir)
+        self._logdir = logdir
         self._indices = {}
         # Heatmap bodies by series version and request: a page's refresh, a
         # second tab, or a script repeating a request, costs no rendering.
         self._rendered = collections.OrderedDict()
         self._indexing = False
+        if self._logdir:
+            self._index_in_background("")
 
     def get_plugin_apps(self):
         handlers = {
@@ -129,9 +135,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         tags = listing.get(run)
         metrics = {}
         for tag, series in (tags or {}).items():
-            metric = metadata.metric_from_tag(tag)
+            metric = metadata.metric_from_tag(tag)  # either tag scheme
             if metric is not None:
-                metrics[metric] = series
+                metrics[metric] = _latest(metrics.get(metric), series)
         if not metrics:
             raise errors.NotFoundError(f"No GradWatch data for run {run!r}")
         return metrics
@@ -151,7 +157,8 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     return cached[1]
             tag = metadata.metric_tag(metric)
             packed = vector_reads.read_vectors(
-                self._data_provider, experiment, run, tag, self._samples, len(layers)
+                self._data_provider, experiment, run, metadata.tags_for_reading(tag),
+                self._samples, len(layers),
             )
             if packed is not None:
                 series = _latest_per_step(*packed, layers)
@@ -180,7 +187,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             self._warmed.add(key)
 
         def read_all():
-            for metric in sorted(metrics, key=_metric_order):
+            for metric in sorted(metrics, key=metadata.metric_order):
                 try:
                     self._read_series(ctx, experiment, run, metric, metrics[metric])
                 except errors.PublicError:
@@ -202,13 +209,14 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 experiment_id=experiment,
                 plugin_name=metadata.PLUGIN_NAME,
                 downsample=self._samples,
-                run_tag_filter=_run_tag_filter(run, tag),
+                run_tag_filter=_run_tag_filter(run, metadata.tags_for_reading(tag)),
             )
         except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(
                 f"Run {run!r}, {what}: the event file holds a damaged record ({e})"
             ) from e
-        return result.get(run, {}).get(tag, [])
+        by_tag = result.get(run, {})
+        return [d for t in metadata.tags_for_reading(tag) for d in by_tag.get(t, [])]
 
     def _remember(self, key, version, value):
         """Caches `value` for `key` until the series' `version` changes; the
@@ -244,7 +252,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 {
                     "run": run,
                     "layers": layers,
-                    "metrics": sorted(metrics, key=_metric_order),
+                    "metrics": sorted(metrics, key=metadata.metric_order),
                     "last_step": max(s.max_step for s in metrics.values()),
                 }
             )
@@ -285,7 +293,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         if metric not in metrics:
             raise errors.NotFoundError(
                 f"Run {run!r} has no metric {metric!r}; it has "
-                f"{sorted(metrics, key=_metric_order)}"
+                f"{sorted(metrics, key=metadata.metric_order)}"
             )
         time_series = metrics[metric]
         series = self._read_series(ctx, experiment, run, metric, time_series)
@@ -323,10 +331,18 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         with self._cache_lock:
             return self._indices.setdefault(run, index)
 
-    def _index_in_background(self, experiment, runs):
+    def _index_in_background(self, experiment, runs=None):
         """Brings the step index of `runs` up to date in a background
         thread (one at a time), so that a first click on a step finds it
-        built: a 100,000-step run takes a few seconds to index."""
+        built: a 100,000-step run takes about half a second to index.
+
+        Args:
+            experiment: The experiment id.
+            runs: Run names; None for every directory under the log dir
+                holding GradWatch's own event files (`*.gradwatch`), which
+                the plugin indexes as TensorBoard starts, while TensorBoard
+                loads them.
+        """
         with self._cache_lock:
             if self._indexing:
                 return
@@ -334,7 +350,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
         def index_all():
             try:
-                for run in runs:
+                for run in runs if runs is not None else _gradwatch_runs(self._logdir):
                     index = self._step_index(experiment, run)
                     if index is not None:
                         try:
@@ -347,11 +363,19 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
         threading.Thread(target=index_all, name="gradwatch-index", daemon=True).start()
 
-    def _profile_from_files(self, index, run, step, metrics):
-        """`{metric: values}` at `step`, read from the run's event files."""
-        index.update()
+    def _profile_from_files(self, experiment, run, step, metrics):
+        """`(layers, {metric: values})` at `step`, read from the run's event
+        files; None if the run has no step index or its files can't be read."""
+        index = self._step_index(experiment, run)
+        if index is None:
+            return None
+        try:
+            index.update()
+            events = index.events(step)  # in the order written: the last wins
+        except OSError:
+            return None
         per_metric = {}
-        for event in index.events(step):  # in the order written: the last wins
+        for event in events:
             for value in event.summary.value:
                 metric = metadata.metric_from_tag(value.tag)
                 if metric not in metrics:
@@ -363,7 +387,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     continue  # a damaged record
                 if array.dtype.kind in "fiu" and array.size == len(layers):
                     per_metric[metric] = array.reshape(-1).astype(np.float32)
-        return per_metric
+        ordered = sorted(per_metric, key=metadata.metric_order)
+        layers = _series_layers(run, ordered[0], metrics[ordered[0]]) if ordered else None
+        return layers, {metric: per_metric[metric] for metric in ordered}
 
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
@@ -374,19 +400,15 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         metrics = self._run_tags(listing, run)
         if wanted is not None:
             metrics = _chosen_metrics(run, metrics, wanted)
-        index = self._step_index(experiment, run)
-        per_metric = None
-        if index is not None:
-            try:
-                per_metric = self._profile_from_files(index, run, step, metrics)
-            except OSError:
-                per_metric = None  # read through TensorBoard instead
-        if per_metric is not None:
-            ordered = sorted(per_metric, key=_metric_order)
-            per_metric = {metric: per_metric[metric] for metric in ordered}
-            layers = _series_layers(run, ordered[0], metrics[ordered[0]]) if ordered else None
-        else:
-            layers, per_metric = self._profile_from_series(ctx, experiment, run, step, metrics)
+        # From the series if all are in memory (a heatmap was read: a few
+        # ms), else from the step's own record, else reading the series.
+        layers, per_metric = self._profile_from_series(
+            ctx, experiment, run, step, metrics, cached_only=True
+        )
+        if not per_metric:
+            layers, per_metric = self._profile_from_files(
+                experiment, run, step, metrics
+            ) or self._profile_from_series(ctx, experiment, run, step, metrics)
         if not per_metric:
             raise errors.NotFoundError(
                 f"Run {run!r} has no recorded step {step}"
@@ -394,10 +416,17 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
         return http_util.Respond(request, to_json(body), "application/json")
 
-    def _profile_from_series(self, ctx, experiment, run, step, metrics):
-        """`(layers, {metric: values})` at `step`, from the cached series."""
+    def _profile_from_series(self, ctx, experiment, run, step, metrics, cached_only=False):
+        """`(layers, {metric: values})` at `step`, from the series (with
+        `cached_only`, `(None, {})` unless every one is in memory)."""
         layers, per_metric = None, {}
-        for metric in sorted(metrics, key=_metric_order):
+        if cached_only:
+            with self._cache_lock:
+                cached = [self._cache.get((experiment, run, metric)) for metric in metrics]
+            versions = [(t.max_step, t.max_wall_time) for t in metrics.values()]
+            if not all(c is not None and c[0] == v for c, v in zip(cached, versions)):
+                return None, {}
+        for metric in sorted(metrics, key=metadata.metric_order):
             series = self._read_series(
                 ctx, experiment, run, metric, metrics[metric]
             )
@@ -414,7 +443,10 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._run_tags(listing, run)  # NotFoundError for an unknown run
         body = {"run": run, "available": False, "step": None, "final": False,
                 "findings": []}
-        series = (listing.get(run) or {}).get(metadata.FINDINGS_TAG)
+        tags = listing.get(run) or {}
+        series = None
+        for tag in metadata.tags_for_reading(metadata.FINDINGS_TAG):
+            series = _latest(series, tags.get(tag))
         if series is not None:
             document = self._read_findings(ctx, experiment, run, series)
             if document is not None:
@@ -451,64 +483,33 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         return http_util.Respond(request, contents, mimetype)
 
 
-_FINDING_TEXT = ("rule", "severity", "message", "remedy", "metric", "summary", "group")
-
-
 def parse_findings_document(value):
-    """Validates a findings document (a string tensor of JSON).
+    """Decodes a findings document (a string tensor of JSON).
 
     Returns:
-        `{"available", "step", "final", "findings": [...]}` with every field
-        of every finding of the expected type, or None if `value` is not a
-        findings document. Unknown fields are dropped.
+        `{"available", "step", "final", "findings": [...]}`, validated by
+        `findings_document.parse_document`, or None if `value` is not a
+        findings document.
     """
     try:
         text = np.asarray(value, dtype=object).reshape(-1)[0]
         if isinstance(text, bytes):
             text = text.decode("utf-8")
-        document = json.loads(text)
+        document = findings_document.parse_document(json.loads(text))
     except (IndexError, ValueError, TypeError, UnicodeDecodeError):
         return None
-    if not isinstance(document, dict) or not isinstance(document.get("findings"), list):
+    if document is None:
         return None
-    findings = []
-    for item in document["findings"]:
-        if not isinstance(item, dict):
-            continue
-        try:
-            finding = {name: str(item.get(name, "")) for name in _FINDING_TEXT}
-            finding["layers"] = [str(n) for n in item.get("layers") or []]
-            finding["first_step"] = int(item["first_step"])
-            finding["last_step"] = int(item["last_step"])
-            finding["ongoing"] = bool(item.get("ongoing", False))
-        except (KeyError, TypeError, ValueError):
-            continue
-        findings.append(finding)
-    step = document.get("step")
-    return {
-        "available": True,
-        "step": int(step) if isinstance(step, int) else None,
-        "final": bool(document.get("final", False)),
-        "findings": findings,
-    }
+    return {"available": True, "step": document["step"], "final": document["final"],
+            "findings": document["findings"]}
 
 
 def _static_path(name):
-    """The file under static/ called `name`; NotFoundError for anything else.
-
-    Only plain names of files that exist are served: no separators, no `..`,
-    however encoded (werkzeug has already percent-decoded the path).
-    """
-    if (
-        not name
-        or name.startswith(".")
-        or any(sep in name for sep in ("/", "\\", "\0", ":"))
-    ):
-        raise errors.NotFoundError(f"No static file {name!r}")
-    path = os.path.join(_STATIC_DIR, name)
-    if os.path.dirname(os.path.realpath(path)) != os.path.realpath(
-        _STATIC_DIR
-    ) or not os.path.isfile(path):
+    """The file under static/ called `name`; NotFoundError for anything else
+    (werkzeug has already percent-decoded the path; `safe_join` refuses
+    whatever would leave the folder)."""
+    path = safe_join(_STATIC_DIR, name)
+    if path is None or not os.path.isfile(path):
         raise errors.NotFoundError(f"No static file {name!r}")
     return path
 
@@ -544,6 +545,17 @@ def _render_heatmap(run, metric, series, start_step, end_step, max_columns, enco
     return to_json(dict(header, steps=steps, values=values))
 
 
+def _gradwatch_runs(logdir):
+    """The run names (TensorBoard's: paths relative to `logdir`, `.` for
+    itself) of the directories holding event files GradWatch wrote."""
+    try:
+        for directory, _, files in storage.walk(logdir):
+            if any("tfevents" in name and name.endswith(".gradwatch") for name in files):
+                yield directory[len(logdir):].strip("/" + os.sep).replace(os.sep, "/") or "."
+    except OSError:
+        return
+
+
 def _series_layers(run, metric, time_series):
     """The layer names of a series, from its metadata; InvalidArgumentError
     if that is not GradWatch's."""
@@ -553,15 +565,17 @@ def _series_layers(run, metric, time_series):
         raise errors.InvalidArgumentError(f"Run {run!r}, metric {metric!r}: {e}") from e
 
 
-def _run_tag_filter(run, tag):
+def _latest(series, other):
+    """Of two time series (either may be None), the one written last."""
+    if series is None or other is None:
+        return other if series is None else series
+    return max(series, other, key=lambda t: (t.max_step, t.max_wall_time))
+
+
+def _run_tag_filter(run, tags):
     from tensorboard.data import provider
 
-    return provider.RunTagFilter(runs=[run], tags=[tag])
-
-
-def _metric_order(name):
-    names = metadata.METRIC_NAMES
-    return (names.index(name) if name in names else len(names), name)
+    return provider.RunTagFilter(runs=[run], tags=list(tags))
 
 
 def _chosen_metrics(run, metrics, wanted):
@@ -575,7 +589,7 @@ def _chosen_metrics(run, metrics, wanted):
     if unknown:
         raise errors.NotFoundError(
             f"Run {run!r} has no metric {unknown[0]!r}; it has "
-            f"{sorted(metrics, key=_metric_order)}"
+            f"{sorted(metrics, key=metadata.metric_order)}"
         )
     return {name: metrics[name] for name in names}
 

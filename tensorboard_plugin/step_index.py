@@ -11,12 +11,13 @@ from where it stopped as the files grow.
 
 import array
 import os
+import struct
 import threading
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2
 
-from gradwatch.reader import _frame_length, _frame_payload  # TFRecord framing
+from gradwatch.reader import _frame_payload, masked_crc32c  # TFRecord framing
 
 from . import storage
 
@@ -95,12 +96,15 @@ class StepIndex:
             size = f.tell()
             offset = self._ends[path]
             while offset + 12 <= size:
+                # The frame's header (length, its checksum) and the first
+                # bytes of its event, in one read.
                 f.seek(offset)
-                length = _frame_length(f)
-                end = offset + 12 + (length or 0) + 4
-                if length is None or end > size:
+                head = f.read(12 + _STEP_BYTES)
+                length, length_crc = struct.unpack_from("<QI", head)
+                end = offset + 12 + length + 4
+                if masked_crc32c(head[:8]) != length_crc or end > size:
                     break  # a damaged header, or a frame still being written
-                self._steps.append(event_step(f.read(min(length, _STEP_BYTES))))
+                self._steps.append(event_step(head[12:12 + min(length, _STEP_BYTES)]))
                 self._file_ids.append(file_id)
                 self._offsets.append(offset)
                 self._lengths.append(length)
@@ -115,7 +119,7 @@ class StepIndex:
                 for i in _positions(self._steps, step)
             ]
         events = []
-        for path, offset, length in found:
+        for path, offset, length in found:  # (each checked when read)
             with storage.open(path, "rb") as f:
                 f.seek(offset + 12)
                 data = _frame_payload(f, length)

@@ -142,7 +142,7 @@ class SummaryWriter:
                 )
             )
         for name, number in (scalars or {}).items():
-            tag = metadata.SCALAR_TAG_PREFIX + name
+            tag = metadata.tag(metadata.HEADLINE, name)
             values.append(
                 self._value(
                     tag,
@@ -191,9 +191,6 @@ class SummaryWriter:
             summary=summary_pb2.Summary(value=values),
         )
         self._writer.write(event)
-
-    def flush(self):
-        self._writer.flush()
 
     def close(self):
         """Flushes and closes the event file."""

@@ -14,13 +14,15 @@ from tensorboard.compat.proto import types_pb2
 from . import metadata
 
 
-def read_vectors(data_provider, experiment, run, tag, downsample, width):
+def read_vectors(data_provider, experiment, run, tags, downsample, width):
     """Steps and values of one float32 vector series, from the data server.
 
     Args:
         data_provider: `context.data_provider`.
         experiment: The experiment id.
-        run, tag: The series.
+        run: The run.
+        tags: The tags the series is written under (`metadata.tags_for_reading`),
+            their records concatenated in this order.
         downsample: Steps to ask for (`read_tensors`' `downsample`).
         width: The vectors' length.
 
@@ -32,7 +34,7 @@ def read_vectors(data_provider, experiment, run, tag, downsample, width):
 
     Example:
 
-    >>> steps, values = read_vectors(provider, "", "run1", "gradwatch/activation_var", 20000, 12)
+    >>> steps, values = read_vectors(provider, "", "run1", ["gradwatch/metric/activation_var"], 20000, 12)
     """
     stub = getattr(data_provider, "_stub", None)
     if stub is None:
@@ -45,25 +47,23 @@ def read_vectors(data_provider, experiment, run, tag, downsample, width):
     request = data_provider_pb2.ReadTensorsRequest(experiment_id=experiment)
     request.plugin_filter.plugin_name = metadata.PLUGIN_NAME
     request.run_tag_filter.runs.names.append(run)
-    request.run_tag_filter.tags.names.append(tag)
+    request.run_tag_filter.tags.names.extend(tags)
     request.downsample.num_points = downsample
     with grpc_provider._translate_grpc_error():
         response = stub.ReadTensors(request)
-    data = None
-    for run_entry in response.runs:
-        for tag_entry in run_entry.tags:
-            if run_entry.run_name == run and tag_entry.tag_name == tag:
-                data = tag_entry.data
-    if data is None:
-        return np.zeros(0, np.int64), np.zeros((0, width), np.float32)
+    by_tag = {
+        tag_entry.tag_name: tag_entry.data
+        for run_entry in response.runs
+        if run_entry.run_name == run
+        for tag_entry in run_entry.tags
+    }
+    data = [by_tag[tag] for tag in tags if tag in by_tag]
+    tensors = [t for d in data for t in d.value]
     size = 4 * width
-    tensors = data.value
-    if any(
-        t.dtype != types_pb2.DT_FLOAT or len(t.tensor_content) != size
-        for t in tensors
-    ):
+    if any(t.dtype != types_pb2.DT_FLOAT or len(t.tensor_content) != size for t in tensors):
         return None
     values = np.frombuffer(
         b"".join([t.tensor_content for t in tensors]), "<f4"
     ).reshape(len(tensors), width)
-    return np.asarray(data.step, dtype=np.int64), values
+    steps = np.array([s for d in data for s in d.step], dtype=np.int64)
+    return steps, values

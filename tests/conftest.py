@@ -11,6 +11,20 @@ import numpy as np
 import pytest
 
 
+def pytest_collection_modifyitems(config, items):
+    """Skips `tensorflow_only` tests on another Keras backend (the backend
+    runs of tests/test_backends.py)."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        return
+    skip = pytest.mark.skip(reason=f"TensorFlow code, and Keras runs on {backend}")
+    for item in items:
+        if "tensorflow_only" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture
 def log_dir(tmp_path):
     return str(tmp_path / "run")
@@ -27,6 +41,23 @@ def fit_and_load(model, x, y, log_dir, batch_size=32, epochs=1, **gradwatch_kwar
         callbacks=[callback],
     )
     return gradwatch.load(log_dir)
+
+
+def mlp(depth, width, activation, initializer, input_dim=None, learning_rate=0.0, prefix="h"):
+    """`depth` Dense layers `{prefix}0..` of `width` units, then a linear
+    `head`, compiled with SGD at `learning_rate` and MSE. The default rate 0
+    freezes the weights, so every recorded step shows the initial state."""
+    import keras
+
+    layers = [keras.Input((input_dim or width,))]
+    for i in range(depth):
+        layers.append(
+            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"{prefix}{i}")
+        )
+    layers.append(keras.layers.Dense(1, name="head"))
+    model = keras.Sequential(layers)
+    model.compile(keras.optimizers.SGD(learning_rate), "mse")
+    return model
 
 
 def raise_at(batch, error, when="end"):
@@ -54,3 +85,22 @@ def column(recording, metric, layer, row=-1):
 
 def rng(seed=0):
     return np.random.default_rng(seed)
+
+
+@pytest.fixture
+def without_module(monkeypatch):
+    """`without_module("pandas")` makes importing pandas (and its submodules)
+    fail, as where it is not installed."""
+    import builtins
+
+    real_import = builtins.__import__
+
+    def block(name):
+        def blocked(module, *args, **kwargs):
+            if module == name or module.startswith(name + "."):
+                raise ImportError(f"No module named {name!r}")
+            return real_import(module, *args, **kwargs)
+
+        monkeypatch.setattr(builtins, "__import__", blocked)
+
+    return block

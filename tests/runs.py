@@ -4,6 +4,7 @@ import keras
 import numpy as np
 
 import gradwatch
+from conftest import mlp
 from gradwatch_tensorboard import metadata
 from gradwatch_tensorboard.summary import SummaryWriter
 
@@ -12,16 +13,10 @@ HOSTILE_RUN = "<b>run\"'&amp;</b>"
 HOSTILE_LAYERS = [HOSTILE_LAYER, "quote\"'layer", "ünïcødé-层/<script>alert(2)</script>", "x" * 300]
 
 
-def deep_mlp(depth, activation, initializer, width=32):
-    layers = [keras.Input((width,))]
-    for i in range(depth):
-        layers.append(
-            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"dense_{i}")
-        )
-    layers.append(keras.layers.Dense(1, name="head"))
-    model = keras.Sequential(layers)
-    model.compile(keras.optimizers.SGD(0.01), "mse")
-    return model
+def trained_mlp(depth, activation, initializer, width=32):
+    """`conftest.mlp` as the plugin tests train it: layers `dense_0..`,
+    learning rate 0.01, so that the values move from step to step."""
+    return mlp(depth, width, activation, initializer, learning_rate=0.01, prefix="dense_")
 
 
 def train(model, log_dir, steps=40, update_freq=2, seed=0):
@@ -38,8 +33,8 @@ def write_gallery(root):
     """Three small runs: a vanishing sigmoid, a healthy ReLU, hostile names."""
     keras.utils.set_random_seed(0)
     limit = 1.0 / np.sqrt(32)
-    train(deep_mlp(8, "sigmoid", keras.initializers.RandomUniform(-limit, limit)), str(root / "sigmoid"))
-    train(deep_mlp(8, "relu", "he_normal"), str(root / "relu"))
+    train(trained_mlp(8, "sigmoid", keras.initializers.RandomUniform(-limit, limit)), str(root / "sigmoid"))
+    train(trained_mlp(8, "relu", "he_normal"), str(root / "relu"))
     # TensorFlow's name scopes refuse such layer names, but a run directory
     # can carry them, and the format must carry any name: write it directly.
     writer = SummaryWriter(str(root / HOSTILE_RUN), HOSTILE_LAYERS)

@@ -43,9 +43,10 @@ def screenshots(tmp_path_factory):
 
 
 @contextlib.contextmanager
-def open_tab(url):
+def open_tab(url, **page_options):
     """Headless Chromium on `url`; fails on CSP violations, console errors,
-    page errors or script dialogs."""
+    page errors or script dialogs. `page_options` go to `new_page` (e.g.
+    `color_scheme="dark"`)."""
     problems = []
     with playwright_api.sync_playwright() as p:
         browser = p.chromium.launch(
@@ -54,7 +55,7 @@ def open_tab(url):
             args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                   "--disable-component-update", "--no-first-run", "--disable-sync"],
         )
-        page = browser.new_page(viewport={"width": 1400, "height": 900})
+        page = browser.new_page(**{"viewport": {"width": 1400, "height": 900}, **page_options})
         page.on("console", lambda m: m.type in ("error", "warning") and problems.append(f"console {m.type}: {m.text}"))
         page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
         page.on("dialog", lambda d: (problems.append(f"dialog: {d.message}"), d.dismiss()))
@@ -240,6 +241,23 @@ def test_readme_screenshot(page):
     assert os.path.getsize(os.path.join(here, "docs", "heatmaps.png")) > 10_000
 
 
+@pytest.mark.skipif(not os.environ.get("GRADWATCH_README_SCREENSHOT"), reason="maintainer tool")
+def test_readme_dark_screenshot(tensorboard):
+    """Regenerates docs/dark.png: GRADWATCH_README_SCREENSHOT=1 pytest -k readme."""
+    with open_tab(tensorboard.url + "#gradwatch", color_scheme="dark") as page:
+        frame = frame_of(page)
+        frame.locator("#gw-run").select_option("sigmoid")
+        frame.locator("#gw-metric").select_option("gradient_var")
+        page.wait_for_timeout(2000)
+        frame.locator("canvas.gw-heatmap").first.focus()
+        for key in ["ArrowLeft"] * 6 + ["ArrowDown"] * 2:
+            page.keyboard.press(key)
+        page.wait_for_timeout(500)
+        here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        page.screenshot(path=os.path.join(here, "docs", "dark.png"), clip={"x": 0, "y": 64, "width": 1400, "height": 660})
+        assert os.path.getsize(os.path.join(here, "docs", "dark.png")) > 10_000
+
+
 # -- zoom: real detail from the server -----------------------------------------
 
 LONG_RUN_STEPS = 100_000
@@ -373,6 +391,179 @@ def test_a_link_or_a_reload_shows_the_same_view(tensorboard, screenshots):
         page.evaluate("location.hash = location.hash.replace('gw_metric=gradient_var', 'gw_metric=activation_var')")
         assert wait_until(page, lambda: frame_of(page).locator("#gw-metric").input_value() == "activation_var")
         assert wait_until(page, lambda: frame_of(page).locator("#gw-status").inner_text().split(" \u00b7 ")[0] == zoom)
+
+
+# -- data out, dark mode, keyboard ------------------------------------------------
+
+
+def test_download_csv_and_json_hold_the_views_exact_values(tensorboard, page, tmp_path):
+    import csv
+    import json
+
+    import numpy as np
+
+    import gradwatch
+
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("sigmoid")
+    frame.locator("#gw-run2").select_option("relu")
+    frame.locator("#gw-metric").select_option("gradient_var")
+    frame.locator("#gw-filter").fill("dense_1")
+    assert wait_until(page, lambda: frame.locator("canvas.gw-heatmap").count() == 2)
+    expected = {}
+    for run in ("sigmoid", "relu"):
+        rows = gradwatch.load(os.path.join(tensorboard.log_dir, run)).to_records("gradient_var")
+        rows = rows[rows["layer"] == "dense_1"]
+        # float32 as recorded; the server writes each in its shortest form.
+        expected[run] = {int(r["step"]): np.float32(r["value"]) for r in rows}
+        assert len(expected[run]) == 20
+
+    with page.expect_download() as info:
+        frame.locator("#gw-download-csv").click()
+    assert info.value.suggested_filename == "gradwatch_gradient_var_sigmoid_relu.csv"
+    path = tmp_path / "view.csv"
+    info.value.save_as(path)
+    with open(path, newline="") as f:
+        table = list(csv.reader(f))
+    assert table[0] == ["run", "metric", "layer", "step", "first_step", "value"]
+    got = {}
+    for run, metric, layer, step, first_step, value in table[1:]:
+        assert (metric, layer, first_step) == ("gradient_var", "dense_1", step)  # one recorded step per column
+        got.setdefault(run, {})[int(step)] = np.float32(value)
+    assert got == expected  # exact
+
+    with page.expect_download() as info:
+        frame.locator("#gw-download-json").click()
+    assert info.value.suggested_filename.endswith(".json")
+    info.value.save_as(tmp_path / "view.json")
+    document = json.loads((tmp_path / "view.json").read_text())
+    assert document["metric"] == "gradient_var" and document["filter"] == "dense_1"
+    for table in document["runs"]:
+        assert table["layers"] == ["dense_1"]
+        values = {step: np.float32(column[0]) for step, column in zip(table["steps"], table["values"])}
+        assert values == expected[table["run"]]
+    assert sorted(t["run"] for t in document["runs"]) == ["relu", "sigmoid"]
+    # The view's zoom narrows the download to its steps.
+    canvas = frame.locator('[data-run="sigmoid"] canvas.gw-heatmap')
+    width = canvas.bounding_box()["width"]
+    drag(page, canvas, width * 0.5, width * 0.9)
+    assert wait_until(page, lambda: "Zoomed to steps" in frame.locator("#gw-status").inner_text())
+    with page.expect_download() as info:
+        frame.locator("#gw-download-csv").click()
+    info.value.save_as(tmp_path / "zoomed.csv")
+    with open(tmp_path / "zoomed.csv", newline="") as f:
+        steps = {int(row[3]) for row in list(csv.reader(f))[1:]}
+    lo, hi = (int(s.replace(",", "")) for s in re.search(
+        r"Zoomed to steps ([\d,]+)\u2013([\d,]+)", frame.locator("#gw-status").inner_text()).groups())
+    assert steps == {s for s in expected["sigmoid"] if lo <= s < hi} and 0 < len(steps) < 20
+
+
+def relative_luminance(rgb):
+    def channel(c):
+        c = c / 255
+        return c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4
+
+    r, g, b = (channel(c) for c in rgb)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def contrast(a, b):
+    hi, lo = sorted((relative_luminance(a), relative_luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def computed_rgb(frame, selector, prop):
+    text = frame.locator(selector).first.evaluate(f"e => getComputedStyle(e).{prop}")
+    return tuple(int(v) for v in re.findall(r"\d+", text)[:3])
+
+
+@pytest.mark.parametrize("scheme, background, card", [
+    ("light", (245, 245, 245), (255, 255, 255)),
+    ("dark", (18, 18, 18), (30, 30, 30)),
+])
+def test_the_tab_follows_the_browsers_colour_scheme(tensorboard, screenshots, scheme, background, card):
+    with open_tab(tensorboard.url + "#gradwatch", color_scheme=scheme) as page:
+        frame = frame_of(page)
+        frame.locator("#gw-run").select_option("sigmoid")
+        frame.locator("#gw-metric").select_option("gradient_var")
+        assert wait_until(page, lambda: painted_pixels(frame) > 20)
+        assert computed_rgb(frame, "body", "backgroundColor") == background
+        assert computed_rgb(frame, ".gw-heatmap-card", "backgroundColor") == card
+        # Text is readable on both: WCAG AA (4.5:1) for every kind of text.
+        for selector in ["body", ".gw-description", ".gw-hint", ".gw-panel-meta", ".gw-field-label",
+                         ".gw-finding-message", ".gw-finding-remedy", "#gw-download-csv"]:
+            color = computed_rgb(frame, selector, "color")
+            assert contrast(color, card) >= 4.5, (selector, color, card)
+        # The canvases draw on the card's colour, their labels readable on it.
+        corner = frame.locator("canvas.gw-heatmap").first.evaluate(
+            "c => Array.from(c.getContext('2d').getImageData(1, 1, 1, 1).data.slice(0, 3))")
+        assert tuple(corner) == card
+        page.screenshot(path=os.path.join(screenshots, f"scheme_{scheme}.png"))
+
+
+def test_the_keyboard_reaches_every_control_and_moves_the_heatmap_cursor(tensorboard, page, screenshots):
+    frame = frame_of(page)
+    frame.locator("#gw-run").select_option("sigmoid")
+    frame.locator("#gw-metric").select_option("gradient_var")
+    assert wait_until(page, lambda: painted_pixels(frame) > 20)
+    frame.locator("#gw-findings .gw-finding").first.wait_for(timeout=30000)
+    frame.locator("#gw-run").focus()
+    focused = []
+    for _ in range(30):
+        page.keyboard.press("Tab")
+        focused.append(frame.locator(":focus").evaluate("e => e.tagName + (e.id ? '#' + e.id : '') + '.' + e.className"))
+        if focused[-1].startswith("CANVAS"):
+            break
+    tags = [f.split("#")[0].split(".")[0] for f in focused]
+    assert set(tags) <= {"SELECT", "INPUT", "BUTTON", "CANVAS"}, focused
+    assert tags[-1] == "CANVAS" and "gw-heatmap" in focused[-1], focused
+    for control in ["#gw-run2", "#gw-metric", "#gw-filter", "#gw-download-csv", "#gw-download-json"]:
+        assert any(control in f for f in focused), (control, focused)
+    assert sum("gw-finding" in f for f in focused) == 2  # both findings are buttons
+
+    cursor = frame.locator("#gw-cursor-text")
+    tooltip = frame.locator("#gw-tooltip")
+
+    def at():
+        text = cursor.inner_text()
+        layer = text.split(",")[0]
+        step = re.search(r"step: ([\d,]+)", text)
+        return layer, int(step.group(1).replace(",", "")) if step else None
+
+    # The cursor starts on the top layer at the last recorded step (0, 2, ..., 38).
+    assert wait_until(page, lambda: at() == ("dense_0", 38))
+    assert tooltip.is_visible() and "dense_0" in tooltip.inner_text()
+    page.keyboard.press("ArrowLeft")
+    assert wait_until(page, lambda: at() == ("dense_0", 36))
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("ArrowDown")
+    assert wait_until(page, lambda: at() == ("dense_2", 36))
+    page.keyboard.press("ArrowUp")
+    assert wait_until(page, lambda: at() == ("dense_1", 36))
+    page.keyboard.press("Home")
+    assert wait_until(page, lambda: at() == ("dense_1", 0))
+    page.keyboard.press("ArrowLeft")  # stays at the first column
+    assert wait_until(page, lambda: at() == ("dense_1", 0))
+    page.keyboard.press("PageDown")  # ten layers down: the last of nine
+    assert wait_until(page, lambda: at() == ("head", 0))
+    page.keyboard.press("End")
+    page.keyboard.press("ArrowLeft")
+    assert wait_until(page, lambda: at() == ("head", 36))
+    # The value shown is the one recorded there (3 significant digits).
+    import gradwatch
+
+    run = gradwatch.load(os.path.join(tensorboard.log_dir, "sigmoid"))
+    recorded = run.metric("gradient_var")[list(run.steps).index(36), run.layers.index("head")]
+    shown = re.search(r"Gradient variance: ([\d.e-]+)", tooltip.inner_text()).group(1)
+    assert float(shown) == pytest.approx(recorded, rel=5e-3)
+    page.screenshot(path=os.path.join(screenshots, "keyboard_cursor.png"))
+    # Enter opens the depth profile of the cursor's step.
+    page.keyboard.press("Enter")
+    profile = frame.locator("#gw-profile")
+    assert wait_until(page, lambda: profile.is_visible() and "step 36" in profile.inner_text())
+    # Tab leaves the heatmap: the cursor goes with it.
+    page.keyboard.press("Tab")
+    assert wait_until(page, lambda: not tooltip.is_visible())
 
 
 # -- the zoom's edges ------------------------------------------------------------

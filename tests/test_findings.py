@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import gradwatch
-from conftest import fit_and_load, rng
+from conftest import fit_and_load, mlp, rng
 from gradwatch import activations, findings
 from gradwatch.__main__ import main as cli_main
 from gradwatch_tensorboard import metadata
@@ -23,17 +23,6 @@ from gradwatch_tensorboard.summary import SummaryWriter
 
 def rules(found):
     return {f.rule: f for f in found}
-
-
-def mlp(depth, width, activation, initializer, input_dim=None, learning_rate=0.0):
-    """`depth` Dense layers `h0..` and a linear `head`; frozen weights by default."""
-    layers = [keras.Input((input_dim or width,))]
-    for i in range(depth):
-        layers.append(keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"h{i}"))
-    layers.append(keras.layers.Dense(1, name="head"))
-    model = keras.Sequential(layers)
-    model.compile(keras.optimizers.SGD(learning_rate), "mse")
-    return model
 
 
 def fit_model(model, log_dir, x=None, batches=6, batch_size=32, **kwargs):
@@ -736,3 +725,22 @@ def test_one_first_to_last_ratio_for_rules_headline_and_demo(runs):
     vanishing = rules(run.findings())["vanishing_gradients"]
     assert vanishing.details["ratio"] == pytest.approx(float(np.median(ratio)), rel=1e-6)
     np.testing.assert_array_equal(gallery.backward_ratios(run), ratio)
+
+
+def test_sustained_condition_keeps_only_long_enough_runs_per_layer():
+    from gradwatch.findings.sustained import sustained
+
+    condition = np.array([
+        [1, 0, 1],
+        [1, 1, 0],
+        [0, 1, 1],
+        [1, 1, 1],
+        [1, 0, 0],
+        [1, 0, 1],
+    ], bool)
+    hits = sustained(condition, 3)
+    # Layer 0: rows 0-1 are too short, rows 3-5 count; layer 1: rows 1-3;
+    # layer 2: no three consecutive rows.
+    assert hits.runs == {0: [(3, 5)], 1: [(1, 3)]}
+    assert (hits.layers, hits.first, hits.last, hits.recent(0)) == ([0, 1], 1, 5, (3, 5))
+    assert not sustained(condition, 4) and sustained(condition, 4).layers == []

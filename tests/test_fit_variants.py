@@ -179,6 +179,7 @@ def _one_recorded_step(model, data, log_dir, layers):
     return gradwatch.load(log_dir), before
 
 
+@pytest.mark.tensorflow_only  # Its train step (or reference) uses tf.GradientTape.
 @pytest.mark.parametrize("learning_rates", [(0.05, 0.2)])
 def test_a_gan_measures_both_networks_kernels(log_dir, learning_rates):
     import tensorflow as tf
@@ -215,6 +216,7 @@ def test_a_gan_measures_both_networks_kernels(log_dir, learning_rates):
         np.testing.assert_allclose(column(recording, "update_ratio", name), update_ratio, rtol=1e-4, err_msg=name)
 
 
+@pytest.mark.tensorflow_only  # Its train step (or reference) uses tf.GradientTape.
 def test_two_optimizers_on_two_parts_of_one_model(log_dir):
     import tensorflow as tf
 

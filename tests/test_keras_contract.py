@@ -178,7 +178,7 @@ def test_other_backends_get_a_clear_error(monkeypatch, backend):
 
 def test_the_tensorflow_backend_is_accepted():
     assert keras.backend.backend() == "tensorflow"
-    internals.require_tensorflow_backend()  # No error.
+    internals.require_supported_backend()  # No error.
 
 
 if __name__ == "__main__":

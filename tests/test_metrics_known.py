@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from conftest import column, fit_and_load, rng
+from conftest import column, fit_and_load, mlp, rng
 
 
 def identity_model(width, activation=None):
@@ -146,20 +146,6 @@ def test_saturation_fraction_of_tanh_on_constructed_inputs(log_dir):
     assert np.isnan(column(run, "saturation_fraction", "out", 0))
 
 
-def deep_mlp(depth, width, activation, initializer):
-    """`depth` Dense layers `h0..` of `width` units, then a linear head;
-    frozen (SGD at rate 0), so a recorded step shows the initial state."""
-    layers = [keras.Input((width,))]
-    for i in range(depth):
-        layers.append(
-            keras.layers.Dense(width, activation=activation, kernel_initializer=initializer, name=f"h{i}")
-        )
-    layers.append(keras.layers.Dense(1, name="head"))
-    model = keras.Sequential(layers)
-    model.compile(keras.optimizers.SGD(0.0), "mse")
-    return model
-
-
 def initial_profile(model, log_dir, width, seed=0):
     keras.utils.set_random_seed(seed)
     x = rng(seed).normal(size=(256, width)).astype(np.float32)
@@ -169,7 +155,7 @@ def initial_profile(model, log_dir, width, seed=0):
 
 def test_he_init_relu_keeps_forward_variance(log_dir):
     keras.utils.set_random_seed(0)
-    model = deep_mlp(16, 256, "relu", "he_normal")
+    model = mlp(16, 256, "relu", "he_normal")
     run = initial_profile(model, log_dir, 256)
     hidden = [run.layers.index(f"h{i}") for i in range(16)]
     variances = run.metric("activation_var")[0, hidden]
@@ -180,9 +166,9 @@ def test_deep_sigmoid_with_standard_init_vanishes_backward(tmp_path):
     width, depth = 128, 10
     keras.utils.set_random_seed(0)
     limit = 1.0 / np.sqrt(width)
-    standard = deep_mlp(depth, width, "sigmoid", keras.initializers.RandomUniform(-limit, limit))
-    glorot = deep_mlp(depth, width, "sigmoid", "glorot_uniform")
-    he_relu = deep_mlp(depth, width, "relu", "he_normal")
+    standard = mlp(depth, width, "sigmoid", keras.initializers.RandomUniform(-limit, limit))
+    glorot = mlp(depth, width, "sigmoid", "glorot_uniform")
+    he_relu = mlp(depth, width, "relu", "he_normal")
 
     def backward_ratio(model, name):
         run = initial_profile(model, str(tmp_path / name), width)
@@ -198,7 +184,7 @@ def test_deep_sigmoid_with_standard_init_vanishes_backward(tmp_path):
 
 def test_selu_with_lecun_normal_self_normalises(log_dir):
     keras.utils.set_random_seed(0)
-    model = deep_mlp(12, 256, "selu", "lecun_normal")
+    model = mlp(12, 256, "selu", "lecun_normal")
     run = initial_profile(model, log_dir, 256)
     hidden = [run.layers.index(f"h{i}") for i in range(12)]
     means = run.metric("activation_mean")[0, hidden]
@@ -209,7 +195,7 @@ def test_selu_with_lecun_normal_self_normalises(log_dir):
 
 def test_sigmoid_with_unit_normal_init_saturates(log_dir):
     keras.utils.set_random_seed(0)
-    model = deep_mlp(6, 128, "sigmoid", keras.initializers.RandomNormal(stddev=1.0))
+    model = mlp(6, 128, "sigmoid", keras.initializers.RandomNormal(stddev=1.0))
     run = initial_profile(model, log_dir, 128)
     deep = [run.layers.index(f"h{i}") for i in range(1, 6)]
     assert (run.metric("saturation_fraction")[0, deep] > 0.5).all()

@@ -85,6 +85,7 @@ def test_model_is_left_as_it_was(log_dir):
     assert len(gradwatch.load(log_dir).steps) == 4
 
 
+@pytest.mark.tensorflow_only  # Its train step (or reference) uses tf.GradientTape.
 def test_functional_nested_and_shared_layers(log_dir):
     inner_in = keras.Input((8,))
     inner_out = keras.layers.Dense(8, activation="relu", name="inner_dense")(inner_in)

@@ -435,13 +435,13 @@ def test_an_interrupted_fit_is_served_up_to_its_last_step(tmp_path, error):
 
     import gradwatch
     from conftest import raise_at
-    from runs import deep_mlp
+    from runs import trained_mlp
 
     keras.utils.set_random_seed(2)
     run_dir = tmp_path / "logs" / "interrupted"
     x = np.random.default_rng(0).normal(size=(320, 8)).astype(np.float32)
     with pytest.raises(error):
-        deep_mlp(2, "tanh", "glorot_uniform", width=8).fit(
+        trained_mlp(2, "tanh", "glorot_uniform", width=8).fit(
             x, x[:, :1], batch_size=16, verbose=0,
             callbacks=[gradwatch.GradWatch(str(run_dir), update_freq=1, verbose=0), raise_at(4, error)])
     recorded = gradwatch.load(str(run_dir))
@@ -458,11 +458,11 @@ def test_a_truncated_model_fit_run_keeps_its_recorded_steps_exactly(tmp_path):
     import keras
 
     import gradwatch
-    from runs import deep_mlp, train
+    from runs import trained_mlp, train
 
     keras.utils.set_random_seed(1)
     run_dir = tmp_path / "logs" / "fit"
-    train(deep_mlp(3, "relu", "he_normal", width=8), str(run_dir), steps=10, update_freq=1)
+    train(trained_mlp(3, "relu", "he_normal", width=8), str(run_dir), steps=10, update_freq=1)
     recorded = gradwatch.load(str(run_dir))
     assert len(recorded.steps) == 10
     (name,) = os.listdir(run_dir)

@@ -81,3 +81,18 @@ def test_a_frame_still_being_written_is_left_for_later(tmp_path):
     path.write_bytes(whole)  # ... and then finished
     index.update()
     assert [e.step for e in index.events(2)] == [2]
+
+
+def test_profile_answers_from_the_series_in_memory_once_all_are_read(tmp_path):
+    writer = SummaryWriter(str(tmp_path / "run"), LAYERS)
+    for step in range(4):
+        writer.write_step(step, {"activation_var": [step, 2.0, 3.0], "gradient_var": [1.0, step, 3.0]})
+    writer.close()
+    client, _ = client_counting_reads(tmp_path)
+    for metric in ("activation_var", "gradient_var"):
+        assert client.get(PREFIX + "heatmap", query_string={"run": "run", "metric": metric}).status_code == 200
+    client.plugin._step_index = lambda *args: pytest.fail("read the event files")
+    status, body = profile(client, "run", 2)
+    assert status == 200
+    assert values(body, "activation_var") == [2.0, 2.0, 3.0]
+    assert values(body, "gradient_var") == [1.0, 2.0, 3.0]

@@ -15,12 +15,16 @@ export const NAN_HATCH_CSS = 'repeating-linear-gradient(45deg, #9e9e9e 0 1.5px, 
 export const INF_COLOR = [255, 0, 255]; // magenta: outside every colour map below
 export const INF_CSS = 'rgb(255, 0, 255)';
 
-// Perceptual sequential map (viridis-like), control points at 0, 0.1, ..., 1.
+// Both maps stay readable with the common colour-vision deficiencies.
+// Sequential: viridis (perceptually uniform, lightness rising monotonically),
+// control points at 0, 0.1, ..., 1.
 const SEQUENTIAL_STOPS = ['#440154', '#482475', '#414487', '#355f8d', '#2a788e', '#21918c',
   '#22a884', '#44bf70', '#7ad151', '#bddf26', '#fde725'];
-// Diverging blue - white - red, centre at 0.5.
-const DIVERGING_STOPS = ['#2166ac', '#4393c3', '#92c5de', '#d1e5f0', '#f7f7f7', '#fddbc7',
-  '#f4a582', '#d6604d', '#b2182b'];
+// Diverging: blue - light grey - orange, centre at 0.5 (gradwatch/plot.py
+// draws with the same stops). Blue and orange stay apart for protanopes,
+// deuteranopes and tritanopes; both ends are darker than the centre.
+const DIVERGING_STOPS = ['#08519c', '#3182bd', '#6baed6', '#c6dbef', '#f7f7f7', '#fdd0a2',
+  '#fd8d3c', '#e6550d', '#a63603'];
 
 export const LUT_SIZE = 256;
 

@@ -1,4 +1,6 @@
-// Toolbar: run / comparison run / metric selectors, layer filter, zoom reset.
+// Toolbar: run / comparison run / metric selectors, layer filter, zoom reset
+// and the view's download as CSV or JSON. Every control is a labelled form
+// control or a button, so the keyboard reaches it with Tab.
 
 function field(labelText, control) {
   const label = document.createElement('label');
@@ -25,7 +27,10 @@ function syncOptions(select, items, selected) {
 }
 
 export class Controls {
-  /** @param {object} on handlers: run(name), run2(name), metric(name), filter(text), resetZoom() */
+  /**
+   * @param {object} on handlers: run(name), compare(name), metric(name), filter(text), resetZoom(),
+   *   download(format: 'csv' | 'json')
+   */
   constructor(parent, on) {
     this.el = document.createElement('header');
     this.el.className = 'gw-toolbar';
@@ -36,7 +41,7 @@ export class Controls {
 
     this.run2 = document.createElement('select');
     this.run2.id = 'gw-run2';
-    this.run2.addEventListener('change', () => on.run2(this.run2.value));
+    this.run2.addEventListener('change', () => on.compare(this.run2.value));
 
     this.metric = document.createElement('select');
     this.metric.id = 'gw-metric';
@@ -58,6 +63,16 @@ export class Controls {
     this.reset.disabled = true;
     this.reset.addEventListener('click', () => on.resetZoom());
 
+    this.downloads = ['csv', 'json'].map((format) => {
+      const button = document.createElement('button');
+      button.id = `gw-download-${format}`;
+      button.type = 'button';
+      button.textContent = `Download ${format.toUpperCase()}`;
+      button.title = `Save the values of the heatmaps shown (runs, zoomed steps, filtered layers) as ${format.toUpperCase()}`;
+      button.addEventListener('click', () => on.download(format));
+      return button;
+    });
+
     const brand = document.createElement('span');
     brand.className = 'gw-brand';
     brand.textContent = 'GradWatch';
@@ -69,6 +84,7 @@ export class Controls {
       field('Metric', this.metric),
       field('Layers', this.filter),
       this.reset,
+      ...this.downloads,
     );
     parent.appendChild(this.el);
   }
@@ -84,7 +100,7 @@ export class Controls {
   }
 
   setEnabled(enabled) {
-    for (const c of [this.run, this.run2, this.metric, this.filter]) c.disabled = !enabled;
+    for (const c of [this.run, this.run2, this.metric, this.filter, ...this.downloads]) c.disabled = !enabled;
   }
 
   setZoomed(zoomed) {

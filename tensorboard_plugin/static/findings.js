@@ -2,17 +2,11 @@
 //
 // Each finding is listed with its severity, rule, message and remedy; the
 // heatmap outlines its layers x steps (see HeatmapView.drawRegions). Clicking
-// a finding (or Enter on it) calls `onSelect(run, finding)`, which selects its
-// metric and zooms to its region. Every name goes in through textContent.
+// a finding (a real button: Enter and Space work too) calls `select(run,
+// finding)`, which selects its metric and zooms to its region. Every name goes in through textContent.
 
 import { getJSON } from './api.js';
-
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
+import { el } from './dom.js';
 
 /** Decodes one finding of a ./findings response (anything malformed is dropped). */
 export function decodeFinding(f) {
@@ -43,6 +37,7 @@ export class FindingsPanel {
     this.byRun = new Map(); // run -> {text, available, findings, error}
     this.runs = [];
     this.selected = null; // {run, index}
+    this.renderedRuns = null; // the runs the list shows, joined by newlines
     this.el = el('section', 'gw-card gw-findings');
     this.el.id = 'gw-findings';
     const head = el('div', 'gw-findings-head');
@@ -136,32 +131,27 @@ export class FindingsPanel {
       entry.findings.forEach((f, index) => {
         if (f.severity === 'warning') warnings++;
         else infos++;
-        const item = el('li', `gw-finding gw-${f.severity}`);
+        const item = el('button', `gw-finding gw-${f.severity}`);
+        item.type = 'button';
         item.dataset.run = run;
         item.dataset.index = String(index);
         item.dataset.rule = f.rule;
-        item.tabIndex = 0;
-        item.setAttribute('role', 'button');
         item.title = f.metric ? `Show ${f.metric} around this finding` : 'Show this finding';
-        const line = el('div', 'gw-finding-line');
+        const line = el('span', 'gw-finding-line');
         line.append(
           el('span', `gw-badge gw-badge-${f.severity}`, f.severity),
           el('span', 'gw-finding-rule', f.rule),
           el('span', 'gw-finding-message', f.message),
         );
-        item.append(line, el('div', 'gw-finding-remedy', f.remedy));
+        item.append(line, el('span', 'gw-finding-remedy', f.remedy));
         const choose = () => {
           this.select(run, index);
           this.cb.select(run, f);
         };
         item.addEventListener('click', choose);
-        item.addEventListener('keydown', (e) => {
-          if (e.key === 'Enter' || e.key === ' ') {
-            e.preventDefault();
-            choose();
-          }
-        });
-        list.appendChild(item);
+        const entryItem = el('li');
+        entryItem.appendChild(item);
+        list.appendChild(entryItem);
       });
       body.push(list);
     }

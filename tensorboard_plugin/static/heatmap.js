@@ -8,6 +8,7 @@
 
 import { CODE_NEG_INF, CODE_POS_INF, INF_COLOR } from './colors.js';
 import { formatStep, formatStepTick, niceTicks } from './format.js';
+import { theme } from './theme.js';
 
 const FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
 const TOP = 6;
@@ -359,7 +360,7 @@ export class HeatmapView {
     const ctx = this.ctx;
     const dpr = this.dpr;
     ctx.setTransform(1, 0, 0, 1, 0, 0);
-    ctx.fillStyle = '#ffffff';
+    ctx.fillStyle = theme.card;
     ctx.fillRect(0, 0, this.canvas.width, this.canvas.height);
     ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
     const bx = this.bodyX;
@@ -374,7 +375,7 @@ export class HeatmapView {
     ctx.beginPath();
     ctx.rect(bx, TOP, bw, bh);
     ctx.clip();
-    ctx.fillStyle = '#f3f3f3';
+    ctx.fillStyle = theme.plot;
     ctx.fillRect(bx, TOP, bw, bh);
     if (this.colOf && r1 > r0) {
       if (this.dataPx) {
@@ -433,7 +434,7 @@ export class HeatmapView {
       ctx.strokeRect(a + 0.5, TOP + 0.5, b - a - 1, bh - 1);
     }
     ctx.restore();
-    ctx.strokeStyle = '#bdbdbd';
+    ctx.strokeStyle = theme.line;
     ctx.lineWidth = 1;
     ctx.strokeRect(bx - 0.5, TOP - 0.5, bw + 1, bh + 1);
 
@@ -523,11 +524,11 @@ export class HeatmapView {
     if (contentH <= this.bodyH + 0.5) return;
     const ctx = this.ctx;
     const x = this.bodyX + this.bodyW + 5;
-    ctx.fillStyle = '#eeeeee';
+    ctx.fillStyle = theme.grid;
     ctx.fillRect(x, TOP, 4, this.bodyH);
     const h = Math.max(12, (this.bodyH / contentH) * this.bodyH);
     const y = TOP + (top / (contentH - this.bodyH)) * (this.bodyH - h);
-    ctx.fillStyle = '#9e9e9e';
+    ctx.fillStyle = theme.faint;
     ctx.fillRect(x, y, 4, h);
   }
 
@@ -568,7 +569,7 @@ export class HeatmapView {
       if (r % every !== 0 && r !== hoverRow) continue;
       if (every > 1 && r !== hoverRow && hoverRow >= 0 && Math.abs(r - hoverRow) < every) continue;
       const name = this.data.layers[this.rows[r]];
-      ctx.fillStyle = r === hoverRow ? '#000000' : '#424242';
+      ctx.fillStyle = r === hoverRow ? theme.strong : theme.text;
       ctx.font = r === hoverRow ? `bold ${FONT}` : FONT;
       ctx.fillText(this.ellipsize(name, maxW), this.labelW - 6, yOf(r) + this.rowH / 2);
     }
@@ -580,8 +581,8 @@ export class HeatmapView {
     const y = TOP + this.bodyH;
     const [d0, d1] = this.domain;
     ctx.font = FONT;
-    ctx.fillStyle = '#616161';
-    ctx.strokeStyle = '#9e9e9e';
+    ctx.fillStyle = theme.muted;
+    ctx.strokeStyle = theme.faint;
     ctx.lineWidth = 1;
     ctx.textBaseline = 'top';
     ctx.textAlign = 'center';
@@ -605,7 +606,7 @@ export class HeatmapView {
       lastRight = x + w / 2;
     }
     ctx.textAlign = 'right';
-    ctx.fillStyle = '#757575';
+    ctx.fillStyle = theme.muted;
     ctx.fillText('step \u2192', this.labelW - 6, y + 7);
   }
 
@@ -619,8 +620,13 @@ export class HeatmapView {
     if (x >= this.bodyX + this.bodyW) return null;
     const px = Math.min(this.colOf.length - 1, Math.floor((x - this.bodyX) * this.dpr));
     const col = this.colOf[px];
-    if (col < 0) return null;
+    return col < 0 ? null : this.cellHit(r, col);
+  }
+
+  /** The hit of row `r` (of the filtered rows), column `col`: also the keyboard cursor's (cursor.js). */
+  cellHit(r, col) {
     const d = this.data;
+    const layer = this.rows[r];
     return {
       kind: 'cell',
       r,

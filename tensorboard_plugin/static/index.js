@@ -1,26 +1,22 @@
 // GradWatch TensorBoard plugin frontend (entry point).
 //
 // TensorBoard loads this ES module into the plugin iframe (whose <base href>
-// is the plugin route folder) and calls render(). This file owns the app
-// state (runs, metric, filter, zoom, open profile), the polling loop and the
-// wiring between the toolbar, the heatmap panels, the legend and the profile.
+// is the plugin route folder) and calls render(). The App here is the
+// controller: user actions change the view's state (view_state.js), which
+// decides what to fetch (fetching.js) and what the page shows (page.js).
 
-import { getHeatmap, getJSON, heatmapData } from './api.js';
 import { buildScale } from './colors.js';
-import { Controls } from './controls.js';
-import { FindingsPanel } from './findings.js';
-import { formatStep, formatValue } from './format.js';
-import { dataExtent, filterRows, HeatmapView } from './heatmap.js';
-import { Legend } from './legend.js';
-import { onViewStateChange, readViewState, writeViewState } from './location.js';
-import { PROFILE_SERIES, ProfileView } from './profile.js';
-import { Tooltip } from './tooltip.js';
+import { attachCursor } from './cursor.js';
+import { fileName, saveText, toCSV, toJSON, viewTables } from './download.js';
+import { fetchExact, fetchProfile, fetchRuns, HeatmapSource, MAX_COLUMNS } from './fetching.js';
+import { formatStep } from './format.js';
+import { dataExtent, HeatmapView } from './heatmap.js';
+import { Page } from './page.js';
+import { PROFILE_SERIES } from './profile.js';
+import { onThemeChange, readTheme } from './theme.js';
+import { onViewStateChange, ViewState } from './view_state.js';
 
 const POLL_MS = 5000;
-const FULL_REFRESH_MS = 30000; // re-fetch a heatmap at least this often
-const MAX_COLUMNS = 20000; // the server's limit
-const MIN_ROW_PX = 6; // 500 layers -> 3000 px of rows, scrolled inside the panel
-const MAX_ROW_PX = 22;
 
 function loadStylesheet() {
   if (document.querySelector('link[data-gw-style]')) return Promise.resolve();
@@ -35,109 +31,43 @@ function loadStylesheet() {
   });
 }
 
-/** Whether a fetched heatmap holds the same steps and values as `data`. */
-function sameValues(data, answer) {
-  const ranges = answer.header.step_ranges || [];
-  if (data.totalSteps !== Number(answer.header.total_steps) || data.ranges.length !== ranges.length) return false;
-  for (let c = 0; c < ranges.length; c++) {
-    if (data.ranges[c][0] !== ranges[c][0] || data.ranges[c][1] !== ranges[c][1]) return false;
-  }
-  const a = data.values;
-  const b = answer.values;
-  if (a.length !== b.length) return false;
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i]))) return false;
-  return true;
-}
-
 /** The steps a panel's run covers, [first, last + 1), whether its data is zoomed or not. */
 function fullExtent(data) {
   if (!data || !data.totalSteps) return null;
   return data.zoomed ? [data.firstStep, data.lastStep + 1] : dataExtent(data);
 }
 
-function el(tag, className, text) {
-  const node = document.createElement(tag);
-  if (className) node.className = className;
-  if (text !== undefined) node.textContent = text;
-  return node;
-}
-
 class App {
   constructor(root) {
-    this.runs = [];
-    this.metricInfo = {};
-    this.metricNames = []; // the server's list (metadata.METRIC_NAMES), in menu order
-    this.defaultMetric = null;
+    this.state = new ViewState();
+    this.catalog = { runs: [], metricInfo: {}, metricNames: [], defaultMetric: null };
     this.runsText = null;
     this.runsError = null;
-    this.run = null;
-    this.run2 = '';
-    this.metric = null;
-    this.filter = '';
-    this.zoom = null;
-    this.panels = [];
-    this.scale = null;
-    this.profileSel = null;
     this.profileSeq = 0;
     this.profileError = null;
+    this.downloadError = null;
+    this.panels = []; // {run, view: HeatmapView, source: HeatmapSource}
+    this.scale = null;
     this.pollBusy = false;
     this.lastUpdate = null;
 
-    // The view a link or a reload asks for, applied as its runs and data arrive.
-    this.pending = readViewState();
-    this.filter = this.pending.filter || '';
-    this.zoom = this.pending.zoom;
-
-    this.root = el('div', 'gw-app');
-    root.appendChild(this.root);
-    this.controls = new Controls(this.root, {
-      run: (name) => this.selectRuns(name, this.run2),
-      run2: (name) => this.selectRuns(this.run, name),
+    this.page = new Page(root, {
+      run: (name) => this.selectRuns(name, this.state.compare),
+      compare: (name) => this.selectRuns(this.state.run, name),
       metric: (name) => this.selectMetric(name),
       filter: (text) => this.setFilter(text),
       resetZoom: () => this.setZoom(null),
+      download: (format) => this.download(format),
+      finding: (run, finding) => this.focusFinding(run, finding),
+      closeProfile: () => {
+        this.state.profile = null;
+        this.profileError = null;
+        this.layoutPanels();
+        this.updateStatus();
+        this.state.save();
+      },
     });
-    this.controls.filter.value = this.filter;
-    this.status = el('div', 'gw-status', 'Loading\u2026');
-    this.status.id = 'gw-status';
-    this.status.setAttribute('role', 'status');
-    this.root.appendChild(this.status);
-
-    this.empty = el('div', 'gw-card gw-empty');
-    this.empty.hidden = true;
-    const emptyTitle = el('div', 'gw-empty-title', 'No GradWatch data yet.');
-    const emptyText = el('p', '', 'Train with gradwatch.GradWatch(log_dir) as a Keras callback, e.g. ');
-    emptyText.appendChild(el('code', '', 'model.fit(x, y, callbacks=[gradwatch.GradWatch(log_dir)])'));
-    emptyText.appendChild(document.createTextNode(', and point TensorBoard at the same log_dir. This page refreshes automatically.'));
-    this.empty.append(emptyTitle, emptyText);
-    this.root.appendChild(this.empty);
-
-    this.main = el('div', 'gw-main');
-    this.main.hidden = true;
-    const card = el('section', 'gw-card gw-heatmap-card');
-    const head = el('div', 'gw-card-head');
-    this.legend = new Legend(head);
-    const about = el('div', 'gw-about');
-    this.description = el('div', 'gw-description');
-    const hint = el('div', 'gw-hint', 'Drag across a heatmap to zoom the step axis \u00b7 click a column for the depth profile');
-    about.append(this.description, hint);
-    head.appendChild(about);
-    this.panelHost = el('div', 'gw-panels');
-    card.append(head, this.panelHost);
-    this.findingsPanel = new FindingsPanel(this.main, {
-      select: (run, finding) => this.focusFinding(run, finding),
-    });
-    this.main.appendChild(card);
-    this.tooltip = new Tooltip(this.root);
-    this.profile = new ProfileView(this.main, this.tooltip);
-    this.profile.onClose = () => {
-      this.profileSel = null;
-      this.profileError = null;
-      this.layoutPanels();
-      this.updateStatus();
-      this.saveState();
-    };
-    this.root.appendChild(this.main);
+    this.page.controls.filter.value = this.state.filter;
 
     let resizeTimer = 0;
     window.addEventListener('resize', () => {
@@ -147,14 +77,19 @@ class App {
         this.refreshPanels();
       }, 200);
     });
+    onThemeChange(() => {
+      for (const p of this.panels) p.view.requestDraw();
+      this.page.legend.update(this.scale, this.metricLabel(this.state.metric));
+      this.page.profile.draw();
+    });
     // A link pasted into an open tab: start over from it.
     onViewStateChange(() => window.location.reload());
     document.addEventListener('visibilitychange', () => {
       if (!document.hidden) this.poll();
     });
-    window.addEventListener('scroll', () => this.tooltip.hide(), { passive: true });
+    window.addEventListener('scroll', () => this.page.tooltip.hide(), { passive: true });
     document.addEventListener('keydown', (e) => {
-      if (e.key === 'Escape' && this.profile.isOpen) this.profile.close();
+      if (e.key === 'Escape' && this.page.profile.isOpen) this.page.profile.close();
     });
   }
 
@@ -166,11 +101,11 @@ class App {
   }
 
   runInfo(name) {
-    return this.runs.find((r) => r.run === name) || null;
+    return this.catalog.runs.find((r) => r.run === name) || null;
   }
 
   metricLabel(name) {
-    const info = this.metricInfo[name];
+    const info = this.catalog.metricInfo[name];
     return info && info.label ? String(info.label) : name;
   }
 
@@ -180,17 +115,17 @@ class App {
     if (this.pollBusy) return;
     this.pollBusy = true;
     try {
-      const { json, text } = await getJSON('runs');
+      const answer = await fetchRuns(this.runsText);
       this.runsError = null;
-      if (text !== this.runsText) {
-        this.runsText = text;
-        this.applyRuns(json);
+      if (answer) {
+        this.runsText = answer.text;
+        this.applyRuns(answer.catalog);
       }
       await this.refreshPanels();
       await this.refreshFindings();
       this.lastUpdate = new Date();
       this.openPendingProfile();
-      this.saveState();
+      this.state.save();
     } catch (err) {
       this.runsError = `Could not load runs: ${err.message}`;
     } finally {
@@ -201,106 +136,79 @@ class App {
 
   /** The selected step of a link, once its run's heatmap has arrived. */
   openPendingProfile() {
-    const { step } = this.pending;
-    if (step === null || step === undefined) return;
-    const run = this.pending.step_run || this.run;
+    const { pending } = this.state;
+    if (pending.step === null || pending.step === undefined) return;
+    const run = pending.step_run || this.state.run;
     const panel = this.panels.find((p) => p.run === run);
-    if (!panel || !panel.data) return;
-    delete this.pending.step;
+    if (!panel || !panel.source.data) return;
+    const { step } = pending;
+    delete pending.step;
     this.openProfile(run, step);
   }
 
-  /** Puts the view's state in the URL (see location.js). */
-  saveState() {
-    writeViewState({
-      run: this.run,
-      compare: this.run2,
-      metric: this.metric,
-      filter: this.filter,
-      zoom: this.zoom,
-      step_run: this.profileSel ? this.profileSel.run : null,
-      step: this.profileSel ? this.profileSel.step : null,
-    });
-  }
-
-  applyRuns(json) {
-    const runs = Array.isArray(json && json.runs) ? json.runs : [];
-    this.runs = runs.map((r) => ({
-      run: String(r.run),
-      layers: Array.isArray(r.layers) ? r.layers.map(String) : [],
-      metrics: Array.isArray(r.metrics) ? r.metrics.map(String) : [],
-      lastStep: Number(r.last_step) || 0,
-    }));
-    this.metricInfo = (json && json.metric_info) || {};
-    this.metricNames = Array.isArray(json && json.metric_names) ? json.metric_names.map(String) : [];
-    this.defaultMetric = json && json.default_metric ? String(json.default_metric) : null;
-    const names = this.runs.map((r) => r.run);
+  applyRuns(catalog) {
+    this.catalog = catalog;
+    const { state } = this;
+    const names = catalog.runs.map((r) => r.run);
     const hasRuns = names.length > 0;
-    this.empty.hidden = hasRuns;
-    this.main.hidden = !hasRuns;
-    this.controls.setEnabled(hasRuns);
-    if (hasRuns && this.pending.run !== undefined) {
-      if (names.includes(this.pending.run)) this.run = this.pending.run;
-      if (names.includes(this.pending.compare)) this.run2 = this.pending.compare;
-      delete this.pending.run;
+    this.page.showRuns(hasRuns);
+    if (hasRuns && state.pending.run !== undefined) {
+      if (names.includes(state.pending.run)) state.run = state.pending.run;
+      if (names.includes(state.pending.compare)) state.compare = state.pending.compare;
+      delete state.pending.run;
     }
-    if (!names.includes(this.run)) this.run = hasRuns ? names[0] : null;
-    if (this.run2 && !names.includes(this.run2)) this.run2 = '';
-    this.controls.setRuns(names, this.run || '', this.run2);
+    if (!names.includes(state.run)) state.run = hasRuns ? names[0] : null;
+    if (state.compare && !names.includes(state.compare)) state.compare = '';
+    this.page.controls.setRuns(names, state.run || '', state.compare);
     this.syncMetrics();
     this.syncPanels();
   }
 
   /** Metric choices: union over the selected runs, in the server's order. */
   syncMetrics() {
+    const { state } = this;
+    const { metricNames, metricInfo, defaultMetric } = this.catalog;
     const present = new Set();
-    for (const name of this.selectedRuns()) {
+    for (const name of state.selectedRuns()) {
       const info = this.runInfo(name);
       if (info) info.metrics.forEach((m) => present.add(m));
     }
     const rank = (m) => {
-      const i = this.metricNames.indexOf(m);
-      return i < 0 ? this.metricNames.length : i;
+      const i = metricNames.indexOf(m);
+      return i < 0 ? metricNames.length : i;
     };
     const names = [...present].sort((a, b) => rank(a) - rank(b) || a.localeCompare(b));
-    if (names.length && this.pending.metric !== undefined) {
-      if (names.includes(this.pending.metric)) this.metric = this.pending.metric;
-      delete this.pending.metric;
+    if (names.length && state.pending.metric !== undefined) {
+      if (names.includes(state.pending.metric)) state.metric = state.pending.metric;
+      delete state.pending.metric;
     }
-    if (!names.includes(this.metric)) {
-      this.metric = names.includes(this.defaultMetric) ? this.defaultMetric : (names[0] || null);
+    if (!names.includes(state.metric)) {
+      state.metric = names.includes(defaultMetric) ? defaultMetric : (names[0] || null);
     }
-    this.controls.setMetrics(names.map((name) => {
-      const info = this.metricInfo[name] || {};
+    this.page.controls.setMetrics(names.map((name) => {
+      const info = metricInfo[name] || {};
       return { name, label: this.metricLabel(name), description: info.description ? String(info.description) : '' };
-    }), this.metric || '');
-    const info = this.metricInfo[this.metric] || {};
-    this.description.textContent = info.description ? String(info.description) : '';
-  }
-
-  selectedRuns() {
-    const names = [];
-    if (this.run) names.push(this.run);
-    if (this.run2 && this.run2 !== this.run) names.push(this.run2);
-    return names;
+    }), state.metric || '');
+    const info = metricInfo[state.metric] || {};
+    this.page.description.textContent = info.description ? String(info.description) : '';
   }
 
   /** Creates / removes heatmap panels so they match the selected runs. */
   syncPanels() {
-    const wanted = this.selectedRuns();
+    const wanted = this.state.selectedRuns();
     const kept = [];
     for (const p of this.panels) {
       if (wanted.includes(p.run)) kept.push(p);
       else p.view.destroy();
     }
     this.panels = wanted.map((run) => kept.find((p) => p.run === run) || this.createPanel(run));
-    for (const p of this.panels) this.panelHost.appendChild(p.view.el);
+    for (const p of this.panels) this.page.panelHost.appendChild(p.view.el);
   }
 
   createPanel(run) {
-    const view = new HeatmapView(this.panelHost, run, {
-      hover: (v, hit, e) => this.showHover(v, hit, e),
-      leave: () => this.tooltip.hide(),
+    const view = new HeatmapView(this.page.panelHost, run, {
+      hover: (v, hit, e) => this.showHit(v, hit, e.clientX, e.clientY),
+      leave: () => this.page.tooltip.hide(),
       click: (v, col) => this.openProfileAt(v, col),
       zoom: (lo, hi) => this.setZoom([lo, hi]),
       scroll: (v, top) => {
@@ -309,7 +217,17 @@ class App {
         }
       },
     });
-    return { run, view, data: null, dataKey: null, key: null, sig: null, fetchedAt: 0, seq: 0, error: null };
+    attachCursor(view, {
+      show: (v, hit, x, y) => this.page.announce(hit.name, this.showHit(v, hit, x, y)),
+      hide: () => this.page.tooltip.hide(),
+      open: (v, col) => this.openProfileAt(v, col),
+    });
+    return { run, view, source: new HeatmapSource(run) };
+  }
+
+  showHit(view, hit, x, y) {
+    const kind = (this.catalog.metricInfo[view.data ? view.data.metric : ''] || {}).scale;
+    return this.page.showHit(view, hit, x, y, (m) => this.metricLabel(m), kind);
   }
 
   // ---- heatmap data --------------------------------------------------------
@@ -321,22 +239,12 @@ class App {
    * The panel's width, not the heatmap's: known before the first data.
    */
   columnsFor(p) {
-    const width = p.view.el.clientWidth || this.panelHost.clientWidth || 800;
+    const width = p.view.el.clientWidth || this.page.panelHost.clientWidth || 800;
     const px = width * (window.devicePixelRatio || 1);
     return Math.min(MAX_COLUMNS, Math.max(100, Math.ceil(px / 50) * 50));
   }
 
-  /** The zoom as the recorded steps it shows: {start_step, end_step}, or {}. */
-  zoomParams() {
-    if (!this.zoom) return {};
-    // A column spans from its step to the next one, so the steps that start
-    // inside [zoom[0], zoom[1]) are the ones shown.
-    const start = Math.max(0, Math.floor(this.zoom[0]));
-    const end = Math.max(start, Math.ceil(this.zoom[1]) - 1);
-    return { start_step: String(start), end_step: String(end) };
-  }
-
-  /** Fetches heatmaps whose request or run changed (or that are older than FULL_REFRESH_MS). */
+  /** Fetches heatmaps whose request or run changed (or that are older than a refresh period). */
   async refreshPanels() {
     await Promise.all(this.panels.map((p) => this.refreshPanel(p)));
     this.updateStatus();
@@ -345,118 +253,95 @@ class App {
   async refreshPanel(p) {
     const info = this.runInfo(p.run);
     if (!info) return;
-    const metric = this.metric;
+    const { metric } = this.state;
+    const { source, view } = p;
     if (!metric || !info.metrics.includes(metric)) {
-      p.seq++;
-      p.key = null;
-      p.error = null;
-      p.view.setLoading(false);
+      source.forget();
+      view.setLoading(false);
       this.setPanelData(p, null);
-      p.view.showMessage(metric
+      view.showMessage(metric
         ? `\u201c${this.metricLabel(metric)}\u201d is not recorded for this run.`
         : 'No metrics recorded for this run yet.');
       return;
     }
     const columns = this.columnsFor(p);
-    const range = this.zoomParams();
+    const range = this.state.zoomParams();
     const key = `${metric}|${columns}|${range.start_step}|${range.end_step}`;
     const sig = [info.lastStep, info.layers.length].join('|');
-    const fresh = Date.now() - p.fetchedAt < FULL_REFRESH_MS;
-    if (key === p.key && sig === p.sig && fresh) return;
-    const seq = ++p.seq;
-    if (!p.data || p.data.metric !== metric) p.view.setLoading(true);
-    try {
-      const answer = await getHeatmap({ run: p.run, metric, max_columns: String(columns), ...range });
-      if (seq !== p.seq) return;
-      Object.assign(p, { key, sig, fetchedAt: Date.now(), error: null });
-      p.view.setLoading(false);
-      p.view.showMessage('');
-      if (p.data && p.key === p.dataKey && sameValues(p.data, answer)) return; // unchanged: no redraw, no flicker
-      const data = heatmapData(answer);
-      data.metric = metric;
-      data.zoomed = Boolean(range.start_step);
-      p.dataKey = key;
-      this.setPanelData(p, data);
-    } catch (err) {
-      if (seq !== p.seq) return;
-      p.view.setLoading(false);
-      Object.assign(p, { key, sig, fetchedAt: Date.now(), error: `Heatmap for ${p.run}: ${err.message}` });
-      if (p.data && p.data.metric !== metric) this.setPanelData(p, null);
-      p.view.showMessage(`Could not load heatmap: ${err.message}`, true);
+    if (!source.isStale(key, sig)) return;
+    if (!source.data || source.data.metric !== metric) view.setLoading(true);
+    const outcome = await source.fetch(
+      { run: p.run, metric, max_columns: String(columns), ...range }, key, sig, Boolean(range.start_step));
+    if (outcome === 'superseded') return;
+    view.setLoading(false);
+    if (outcome === 'error') {
+      if (source.data && source.data.metric !== metric) this.setPanelData(p, null);
+      view.showMessage(`Could not load heatmap: ${source.error}`, true);
+      return;
     }
+    view.showMessage('');
+    if (outcome === 'data') this.rebuildScale();
   }
 
   setPanelData(p, data) {
-    if (p.data === data) return;
-    p.data = data;
+    if (p.source.data === data) return;
+    p.source.data = data;
     this.rebuildScale();
   }
 
   /** One colour scale shared by every panel showing the selected metric. */
   rebuildScale() {
-    const live = this.panels.filter((p) => p.data && p.data.metric === this.metric);
-    const info = this.metricInfo[this.metric] || {};
-    this.scale = live.length ? buildScale(String(info.scale || ''), live.map((p) => p.data.values)) : null;
-    this.legend.update(this.scale, this.metricLabel(this.metric));
+    const { metric } = this.state;
+    const live = this.panels.filter((p) => p.source.data && p.source.data.metric === metric);
+    const info = this.catalog.metricInfo[metric] || {};
+    this.scale = live.length ? buildScale(String(info.scale || ''), live.map((p) => p.source.data.values)) : null;
+    this.page.legend.update(this.scale, this.metricLabel(metric));
     this.layoutPanels();
   }
 
-  /** Pushes data, scale, filter, zoom and row height to every panel. */
+  /** Panels share the step axis (same step, same x) and the colour scale. */
   layoutPanels() {
-    // Panels share the step axis (same step, same x) and the colour scale;
-    // each picks a row height that fits its own (filtered) layer count.
     let lo = Infinity;
     let hi = -Infinity;
     for (const p of this.panels) {
-      const ext = fullExtent(p.data);
+      const ext = fullExtent(p.source.data);
       if (ext) {
         lo = Math.min(lo, ext[0]);
         hi = Math.max(hi, ext[1]);
       }
     }
     const full = lo < hi ? [lo, hi] : [0, 1];
-    if (this.zoom && lo < hi && (this.zoom[1] <= full[0] || this.zoom[0] >= full[1])) this.zoom = null;
-    this.controls.setZoomed(Boolean(this.zoom));
-    const domain = this.zoom || full;
-    const maxBodyH = Math.max(240, Math.min(620, window.innerHeight - 300));
-    for (const p of this.panels) {
-      const rows = p.data ? filterRows(p.data.layers, this.filter).length : 0;
-      const rowH = rows ? Math.max(MIN_ROW_PX, Math.min(MAX_ROW_PX, Math.floor(maxBodyH / rows))) : MAX_ROW_PX;
-      const props = { data: p.data, filter: this.filter, domain, rowH, maxBodyH };
-      if (p.data && p.data.metric === this.metric && this.scale) props.scale = this.scale;
-      props.marker = this.profileSel && this.profileSel.run === p.run ? this.profileSel.step : null;
-      props.regions = this.findingsPanel.regionsOf(p.run);
-      p.view.set(props);
-    }
+    const { state } = this;
+    if (state.zoom && lo < hi && (state.zoom[1] <= full[0] || state.zoom[0] >= full[1])) state.zoom = null;
+    this.page.controls.setZoomed(Boolean(state.zoom));
+    this.page.layoutPanels(this.panels, state, this.scale, state.zoom || full);
   }
 
   // ---- user actions --------------------------------------------------------
 
-  selectRuns(run, run2) {
-    this.run = run;
-    this.run2 = run2;
+  selectRuns(run, compare) {
+    this.state.run = run;
+    this.state.compare = compare;
     this.syncMetrics();
     this.syncPanels();
     this.rebuildScale();
     this.refreshPanels();
     this.refreshFindings();
-    this.saveState();
+    this.state.save();
   }
 
-  // ---- findings --------------------------------------------------------------
-
   async refreshFindings() {
-    if (await this.findingsPanel.refresh(this.selectedRuns())) this.layoutPanels();
+    if (await this.page.findings.refresh(this.state.selectedRuns())) this.layoutPanels();
   }
 
   /** Shows a finding: selects its metric, zooms to its steps, scrolls to its first layer. */
   focusFinding(run, finding) {
     const info = this.runInfo(run);
-    if (info && finding.metric && info.metrics.includes(finding.metric) && finding.metric !== this.metric) {
+    if (info && finding.metric && info.metrics.includes(finding.metric) && finding.metric !== this.state.metric) {
       this.selectMetric(finding.metric);
     }
     const panel = this.panels.find((p) => p.run === run);
-    const extent = panel ? fullExtent(panel.data) : null;
+    const extent = panel ? fullExtent(panel.source.data) : null;
     const first = extent ? extent[0] : 0;
     const last = info ? Math.max(info.lastStep, finding.last) : finding.last;
     if (finding.first <= first && finding.last >= last) {
@@ -466,8 +351,8 @@ class App {
       this.setZoom([Math.max(first, finding.first - pad), Math.min(last + 1, finding.last + pad)]);
     }
     if (panel && finding.layers.length) {
-      if (!panel.view.scrollToLayer(finding.layers[0]) && this.filter) {
-        this.controls.filter.value = '';
+      if (!panel.view.scrollToLayer(finding.layers[0]) && this.state.filter) {
+        this.page.controls.filter.value = '';
         this.setFilter('');
         panel.view.scrollToLayer(finding.layers[0]);
       }
@@ -477,56 +362,44 @@ class App {
 
   selectMetric(name) {
     // The current heatmaps and legend stay until the new data arrives (no blank flash).
-    this.metric = name;
+    this.state.metric = name;
     this.syncMetrics();
     this.refreshPanels();
-    this.saveState();
+    this.state.save();
   }
 
   setFilter(text) {
-    this.filter = text;
-    this.tooltip.hide();
+    this.state.filter = text;
+    this.page.tooltip.hide();
     this.layoutPanels();
-    this.saveState();
+    this.state.save();
   }
 
   setZoom(range) {
-    if (range) {
-      let [a, b] = range;
-      if (b - a < 2) {
-        const mid = (a + b) / 2;
-        a = mid - 1;
-        b = mid + 1;
-      }
-      // Whole steps: what the URL keeps, and a recorded step is in or out.
-      this.zoom = [Math.floor(a), Math.ceil(b)];
-    } else {
-      this.zoom = null;
-    }
-    this.tooltip.hide();
+    this.state.setZoom(range);
+    this.page.tooltip.hide();
     this.layoutPanels();
     this.refreshPanels();
-    this.saveState();
+    this.state.save();
   }
 
-  showHover(view, hit, e) {
-    const n = hit.kind && view.data ? view.data.layers.length : 0;
-    const rows = [['run', view.run], ['layer', `${hit.layer + 1} of ${n}`]];
-    if (hit.kind === 'cell') {
-      const [a, b] = hit.range;
-      let label = this.metricLabel(view.data.metric);
-      if (a === b) {
-        rows.push(['step', formatStep(hit.step)]);
-      } else {
-        // Merged column: the backend keeps the worst (max) value for fraction /
-        // count metrics and the value at the column's last step otherwise.
-        const kind = (this.metricInfo[view.data.metric] || {}).scale;
-        rows.push(['steps', `${formatStep(a)}\u2013${formatStep(b)}`]);
-        label += kind === 'fraction' || kind === 'count' ? ' (max)' : ` (at step ${formatStep(hit.step)})`;
-      }
-      rows.push([label, formatValue(hit.value)]);
+  /** Saves the data of the current view as `format` ('csv' or 'json'). */
+  async download(format) {
+    const { state } = this;
+    const runs = this.panels.filter((p) => {
+      const info = this.runInfo(p.run);
+      return info && info.metrics.includes(state.metric);
+    }).map((p) => p.run);
+    if (!state.metric || !runs.length) return;
+    try {
+      const tables = viewTables(await fetchExact(runs, state.metric, state.zoomParams()), state.filter);
+      const text = format === 'csv' ? toCSV(tables) : toJSON(tables, state);
+      saveText(fileName(state.metric, runs, format), text, format === 'csv' ? 'text/csv' : 'application/json');
+      this.downloadError = null;
+    } catch (err) {
+      this.downloadError = `Could not download: ${err.message}`;
     }
-    this.tooltip.show(e.clientX, e.clientY, hit.name, rows);
+    this.updateStatus();
   }
 
   openProfileAt(view, col) {
@@ -536,47 +409,49 @@ class App {
 
   async openProfile(run, step) {
     const seq = ++this.profileSeq;
-    this.profileSel = { run, step };
+    const { profile } = this.page;
+    this.state.profile = { run, step };
     this.profileError = null;
-    this.saveState();
-    this.profile.open(run, step, this.metricInfo);
+    this.state.save();
+    profile.open(run, step, this.catalog.metricInfo);
     this.layoutPanels();
     try {
-      const metrics = PROFILE_SERIES.map((s) => s.key).join(',');
-      const { json } = await getJSON('profile', { run, step: String(step), metrics });
+      const json = await fetchProfile(run, step, PROFILE_SERIES.map((s) => s.key).join(','));
       if (seq !== this.profileSeq) return;
-      this.profile.setData(json);
-      this.profile.el.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
+      profile.setData(json);
+      profile.el.scrollIntoView({ block: 'nearest', behavior: 'smooth' });
     } catch (err) {
       if (seq !== this.profileSeq) return;
       this.profileError = `Could not load depth profile: ${err.message}`;
-      this.profile.setError(this.profileError);
+      profile.setError(this.profileError);
     }
     this.updateStatus();
   }
 
   updateStatus() {
-    const errors = [this.runsError, ...this.panels.map((p) => p.error), this.profileError].filter(Boolean);
-    this.status.classList.toggle('gw-error', errors.length > 0);
-    if (errors.length) {
-      this.status.textContent = errors.join(' \u00b7 ');
-      return;
-    }
-    if (!this.lastUpdate) {
-      this.status.textContent = 'Loading\u2026';
-      return;
-    }
+    const errors = [
+      this.runsError,
+      ...this.panels.map((p) => p.source.error && `Heatmap for ${p.run}: ${p.source.error}`),
+      this.profileError,
+      this.downloadError,
+    ].filter(Boolean);
     const parts = [];
-    if (this.runs.length === 0) parts.push('Waiting for data');
-    if (this.zoom) parts.push(`Zoomed to steps ${formatStep(this.zoom[0])}\u2013${formatStep(this.zoom[1])}`);
-    parts.push(`Updated ${this.lastUpdate.toLocaleTimeString()} \u00b7 refreshes every ${POLL_MS / 1000} s`);
-    this.status.textContent = parts.join(' \u00b7 ');
+    if (!this.lastUpdate) {
+      parts.push('Loading\u2026');
+    } else {
+      const { zoom } = this.state;
+      if (this.catalog.runs.length === 0) parts.push('Waiting for data');
+      if (zoom) parts.push(`Zoomed to steps ${formatStep(zoom[0])}\u2013${formatStep(zoom[1])}`);
+      parts.push(`Updated ${this.lastUpdate.toLocaleTimeString()} \u00b7 refreshes every ${POLL_MS / 1000} s`);
+    }
+    this.page.setStatus(errors, parts);
   }
 }
 
 /** Entry point called by TensorBoard. */
 export async function render() {
   await loadStylesheet();
+  readTheme();
   const app = new App(document.body);
   await app.start();
 }

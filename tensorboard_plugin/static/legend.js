@@ -1,6 +1,7 @@
 // Colour legend: a canvas colour bar with ticks plus swatches for special values.
 
 import { INF_CSS, LUT_SIZE, lutCss, NAN_HATCH_CSS } from './colors.js';
+import { theme } from './theme.js';
 
 const BAR_WIDTH = 320;
 const BAR_HEIGHT = 12;
@@ -56,7 +57,7 @@ export class Legend {
     this.title.textContent = label;
     this.note.textContent = scale.note;
     const dpr = window.devicePixelRatio || 1;
-    const key = [scale.kind, scale.domain.join(','), label, dpr].join('|');
+    const key = [scale.kind, scale.domain.join(','), label, dpr, theme.text].join('|');
     if (key === this.key) return;
     this.key = key;
     const c = this.canvas;
@@ -73,11 +74,11 @@ export class Legend {
       ctx.fillStyle = lutCss(scale.lut, k);
       ctx.fillRect(x0 + i, 2, 1.5, BAR_HEIGHT);
     }
-    ctx.strokeStyle = 'rgba(0,0,0,0.25)';
+    ctx.strokeStyle = theme.line;
     ctx.lineWidth = 1;
     ctx.strokeRect(x0 - 0.5, 1.5, BAR_WIDTH + 1, BAR_HEIGHT + 1);
-    ctx.fillStyle = '#424242';
-    ctx.strokeStyle = '#616161';
+    ctx.fillStyle = theme.text;
+    ctx.strokeStyle = theme.muted;
     ctx.font = FONT;
     ctx.textBaseline = 'top';
     for (const tick of scale.ticks) {

@@ -4,6 +4,7 @@
 import { logTicks } from './colors.js';
 import { formatStep, formatValue } from './format.js';
 import { decodeVector } from './api.js';
+import { theme } from './theme.js';
 
 const FONT = '11px Roboto, "Helvetica Neue", Arial, sans-serif';
 const HEIGHT_PLOT = 260;
@@ -13,8 +14,8 @@ const TOP = 14;
 const LABEL_MAX = 120;
 
 export const PROFILE_SERIES = [
-  { key: 'activation_var', role: 'Forward', fallback: 'Activation variance', color: '#1976d2' },
-  { key: 'gradient_var', role: 'Backward', fallback: 'Gradient variance', color: '#ef6c00' },
+  { key: 'activation_var', role: 'Forward', fallback: 'Activation variance', color: 'forward' },
+  { key: 'gradient_var', role: 'Backward', fallback: 'Gradient variance', color: 'backward' },
 ];
 
 export class ProfileView {
@@ -61,7 +62,7 @@ export class ProfileView {
         this.draw();
       }
     });
-    this.width = 0;
+    this.width = 0; // the card's width when last drawn
     new ResizeObserver(() => {
       if (!this.el.hidden && this.el.clientWidth !== this.width) this.draw();
     }).observe(this.el);
@@ -135,7 +136,7 @@ export class ProfileView {
       item.className = 'gw-swatch';
       const line = document.createElement('span');
       line.className = 'gw-swatch-line';
-      line.style.background = s.color;
+      line.style.background = theme[s.color];
       const label = document.createElement('span');
       label.textContent = this.seriesLabel(s);
       item.append(line, label);
@@ -207,8 +208,8 @@ export class ProfileView {
     this.geom = { xOf, n };
 
     // Grid and y axis.
-    ctx.strokeStyle = '#eeeeee';
-    ctx.fillStyle = '#616161';
+    ctx.strokeStyle = theme.grid;
+    ctx.fillStyle = theme.muted;
     ctx.lineWidth = 1;
     ctx.textAlign = 'right';
     ctx.textBaseline = 'middle';
@@ -220,19 +221,19 @@ export class ProfileView {
       ctx.stroke();
       ctx.fillText(tick.label, left - 6, y);
     }
-    ctx.strokeStyle = '#9e9e9e';
+    ctx.strokeStyle = theme.faint;
     ctx.strokeRect(left + 0.5, TOP + 0.5, plotW, HEIGHT_PLOT);
     ctx.save();
     ctx.translate(14, TOP + HEIGHT_PLOT / 2);
     ctx.rotate(-Math.PI / 2);
     ctx.textAlign = 'center';
-    ctx.fillStyle = '#757575';
+    ctx.fillStyle = theme.muted;
     ctx.fillText('variance (log scale)', 0, 0);
     ctx.restore();
 
     // x axis: layer names, rotated.
-    ctx.fillStyle = '#424242';
-    ctx.strokeStyle = '#9e9e9e';
+    ctx.fillStyle = theme.text;
+    ctx.strokeStyle = theme.faint;
     for (let i = 0; i < n; i++) {
       const x = Math.round(xOf(i)) + 0.5;
       const labelled = i % every === 0 || i === this.hoverIndex;
@@ -252,12 +253,12 @@ export class ProfileView {
     }
     ctx.textAlign = 'right';
     ctx.textBaseline = 'bottom';
-    ctx.fillStyle = '#757575';
+    ctx.fillStyle = theme.muted;
     ctx.fillText('layer depth \u2192', left + plotW, h - 2);
 
     if (this.hoverIndex >= 0) {
       const x = Math.round(xOf(this.hoverIndex)) + 0.5;
-      ctx.strokeStyle = '#bdbdbd';
+      ctx.strokeStyle = theme.line;
       ctx.beginPath();
       ctx.moveTo(x, TOP);
       ctx.lineTo(x, TOP + HEIGHT_PLOT);
@@ -271,8 +272,8 @@ export class ProfileView {
     ctx.clip();
     for (const s of series) {
       if (!s.present) continue;
-      ctx.strokeStyle = s.color;
-      ctx.fillStyle = s.color;
+      ctx.strokeStyle = theme[s.color];
+      ctx.fillStyle = theme[s.color];
       ctx.lineWidth = 2;
       ctx.lineJoin = 'round';
       ctx.beginPath();

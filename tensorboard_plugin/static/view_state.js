@@ -1,4 +1,5 @@
-// The view's state in TensorBoard's URL, so that a reload or a shared link
+// The view's state: which runs, metric, layer filter, zoom and depth profile
+// the tab shows, kept in TensorBoard's URL so that a reload or a shared link
 // shows the same view.
 //
 // TensorBoard names the active tab in the top page's hash (`#gradwatch`) and
@@ -38,7 +39,7 @@ function splitHash(hash) {
  * The state in the URL: {run, compare, metric, filter, zoom: [lo, hi] | null,
  * step_run, step: number | null}; a field missing from the URL is null.
  */
-export function readViewState() {
+function readViewState() {
   const [, rest] = splitHash(topWindow().location.hash);
   const params = new URLSearchParams(rest);
   const state = {};
@@ -51,7 +52,7 @@ export function readViewState() {
 }
 
 /** Writes `state` (fields as readViewState returns them; null or '' drops one). */
-export function writeViewState(state) {
+function writeViewState(state) {
   const win = topWindow();
   const [tab, rest] = splitHash(win.location.hash);
   if (win !== window && tab !== TAB) return; // another tab is showing: its URL
@@ -86,4 +87,65 @@ export function onViewStateChange(changed) {
       changed();
     }
   });
+}
+
+/** What the tab shows; the App changes it, `save()` puts it in the URL. */
+export class ViewState {
+  constructor() {
+    this.run = null;
+    this.compare = ''; // the second run shown beside `run`, or ''
+    this.metric = null;
+    this.profile = null; // {run, step} of the open depth profile
+    // The view a link or a reload asks for, applied as its runs and data arrive.
+    this.pending = readViewState();
+    this.filter = this.pending.filter || '';
+    this.zoom = this.pending.zoom; // [first, last) steps shown, or null for all
+  }
+
+  /** The runs shown, `run` first. */
+  selectedRuns() {
+    const names = [];
+    if (this.run) names.push(this.run);
+    if (this.compare && this.compare !== this.run) names.push(this.compare);
+    return names;
+  }
+
+  /** Zooms to [a, b) (at least 2 steps wide, whole steps), or shows every step for null. */
+  setZoom(range) {
+    if (!range) {
+      this.zoom = null;
+      return;
+    }
+    let [a, b] = range;
+    if (b - a < 2) {
+      const mid = (a + b) / 2;
+      a = mid - 1;
+      b = mid + 1;
+    }
+    // Whole steps: what the URL keeps, and a recorded step is in or out.
+    this.zoom = [Math.floor(a), Math.ceil(b)];
+  }
+
+  /** The zoom as the recorded steps it shows: {start_step, end_step}, or {}. */
+  zoomParams() {
+    if (!this.zoom) return {};
+    // A column spans from its step to the next one, so the steps that start
+    // inside [zoom[0], zoom[1]) are the ones shown.
+    const start = Math.max(0, Math.floor(this.zoom[0]));
+    const end = Math.max(start, Math.ceil(this.zoom[1]) - 1);
+    return { start_step: String(start), end_step: String(end) };
+  }
+
+  /** Puts the state in the URL. */
+  save() {
+    writeViewState({
+      run: this.run,
+      compare: this.compare,
+      metric: this.metric,
+      filter: this.filter,
+      zoom: this.zoom,
+      step_run: this.profile ? this.profile.run : null,
+      step: this.profile ? this.profile.step : null,
+    });
+  }
 }
