@@ -378,7 +378,10 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         for event in events:
             for value in event.summary.value:
                 metric = metadata.metric_from_tag(value.tag)
-                if metric not in metrics:
+                # Only what TensorBoard has read too: past a damaged record
+                # (which may end its reading) or a frame it has not reached
+                # yet, a heatmap would not show the step either.
+                if metric not in metrics or step > metrics[metric].max_step:
                     continue
                 layers = _series_layers(run, metric, metrics[metric])
                 try:

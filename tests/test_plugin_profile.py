@@ -56,6 +56,9 @@ def test_profile_finds_steps_appended_after_the_index_was_built(tmp_path):
     assert profile(client, "live", 0)[0] == 200
     assert profile(client, "live", 1)[0] == 404
     writer.write_step(1, {"gradient_var": [4.0, np.nan, np.inf]})
+    # Not before TensorBoard has read it (its heatmap would not show it).
+    assert profile(client, "live", 1)[0] == 404
+    client.multiplexer.Reload()
     status, body = profile(client, "live", 1)
     assert status == 200
     assert json.loads(body)["metrics"]["gradient_var"] == [4.0, "NaN", "Infinity"]
@@ -91,8 +94,21 @@ def test_profile_answers_from_the_series_in_memory_once_all_are_read(tmp_path):
     client, _ = client_counting_reads(tmp_path)
     for metric in ("activation_var", "gradient_var"):
         assert client.get(PREFIX + "heatmap", query_string={"run": "run", "metric": metric}).status_code == 200
-    client.plugin._step_index = lambda *args: pytest.fail("read the event files")
+    client.plugin._profile_from_files = lambda *args: pytest.fail("read the event files")
     status, body = profile(client, "run", 2)
     assert status == 200
     assert values(body, "activation_var") == [2.0, 2.0, 3.0]
     assert values(body, "gradient_var") == [1.0, 2.0, 3.0]
+
+
+def test_the_runs_indexed_as_tensorboard_starts_are_gradwatch_s_own(tmp_path):
+    from gradwatch_tensorboard.plugin import _gradwatch_runs
+
+    for run in ("top", "group/nested"):
+        writer = SummaryWriter(str(tmp_path / run), LAYERS)
+        writer.write_step(0, {"activation_var": [1.0, 2.0, 3.0]})
+        writer.close()
+    (tmp_path / "keras_only").mkdir()
+    (tmp_path / "keras_only" / "events.out.tfevents.1.host.v2").write_bytes(b"")
+    assert sorted(_gradwatch_runs(str(tmp_path))) == ["group/nested", "top"]
+    assert sorted(_gradwatch_runs(str(tmp_path / "top"))) == ["."]
