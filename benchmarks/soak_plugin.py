@@ -433,13 +433,15 @@ def measure_plugin(plugin_dir, steps, layers, repeats=DEFAULT_REPEATS,
 def wait_until_loaded_quietly(tb, run, last_step, timeout):
     """Like `wait_until_loaded`, but asks TensorBoard's own scalars route
     (for a headline scalar, written with every step), not GradWatch's."""
-    tag = metadata.SCALAR_TAG_PREFIX + HEADLINES[0]
-    path = f"data/plugin/scalars/scalars?run={_quote(run)}&tag={_quote(tag)}"
+    # Under either tag scheme: a reused run may be an older version's.
+    tags = metadata.tags_for_reading(metadata.tag(metadata.HEADLINE, HEADLINES[0]))
+    paths = [f"data/plugin/scalars/scalars?run={_quote(run)}&tag={_quote(t)}" for t in tags]
     deadline = time.time() + timeout
     while time.time() < deadline:
-        status, body = tb.get(path, timeout=120)
-        if status == 200 and json.loads(body) and json.loads(body)[-1][1] == last_step:
-            return time.perf_counter() - tb.started
+        for path in paths:
+            status, body = tb.get(path, timeout=120)
+            if status == 200 and json.loads(body) and json.loads(body)[-1][1] == last_step:
+                return time.perf_counter() - tb.started
         time.sleep(1.0)
     raise TimeoutError(f"run {run!r} not fully loaded within {timeout} s")
 
