@@ -636,15 +636,15 @@ def test_the_page_decodes_the_binary_heatmap_as_documented(tensorboard, page):
     frame_of(page)
     plugin = next(f for f in page.frames if "plugin_entry.html?name=gradwatch" in f.url)
     for run, metric in (("sigmoid", "gradient_var"), ("relu", "dead_units"), ("relu", "saturation_fraction"),
-                        (HOSTILE_RUN, "activation_mean")):
+                        (HOSTILE_RUN, "activation_var")):
         query = urllib.parse.urlencode({"run": run, "metric": metric, "max_columns": 37, "format": "binary"})
         status, body = tensorboard.get(f"data/plugin/gradwatch/heatmap?{query}")
         assert status == 200
         header, expected = decode_binary_heatmap(body)
         decoded = plugin.evaluate(
             """async (query) => {
-                const api = await import('./api.js');
-                const response = await fetch('./heatmap?' + query);
+                const api = await import('/data/plugin/gradwatch/static/api.js');
+                const response = await fetch('/data/plugin/gradwatch/heatmap?' + query);
                 const { values } = api.decodeBinaryHeatmap(await response.arrayBuffer());
                 return Array.from(values, (v) => Number.isFinite(v) ? v : String(v));
             }""",
