@@ -17,7 +17,8 @@ from tensorboard.plugins import base_plugin
 
 from gradwatch_tensorboard import loader, metadata
 from gradwatch_tensorboard import plugin as plugin_module
-from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
+from gradwatch_tensorboard.heatmap_body import downsample, pack_codes, to_json
+from gradwatch_tensorboard.plugin import GradWatchPlugin
 from gradwatch_tensorboard.summary import SummaryWriter
 from heatmap_format import decode_binary_heatmap
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
@@ -341,7 +342,7 @@ def test_a_growing_run_is_read_ahead_once(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=6)))
 def test_float_arrays_round_trip_through_the_json_encoding(array):
-    decoded = json.loads(plugin_module.to_json({"values": array}))["values"]
+    decoded = json.loads(to_json({"values": array}))["values"]
     as_float32 = np.array(decoded, dtype=np.float32).reshape(array.shape)
     np.testing.assert_array_equal(as_float32, array)  # NaN where NaN, +-inf too
 
@@ -509,6 +510,6 @@ def test_codes_pack_into_a_little_endian_bit_stream():
     def stream(codes):
         return sum(int(c) << (14 * i) for i, c in enumerate(codes))
 
-    assert plugin_module.pack_codes(codes, 14) == stream(codes).to_bytes(7, "little")
-    assert plugin_module.pack_codes(codes[:3], 14) == stream(codes[:3]).to_bytes(6, "little")  # 42 bits, padded
-    assert plugin_module.pack_codes(codes, 16) == codes.astype("<u2").tobytes()
+    assert pack_codes(codes, 14) == stream(codes).to_bytes(7, "little")
+    assert pack_codes(codes[:3], 14) == stream(codes[:3]).to_bytes(6, "little")  # 42 bits, padded
+    assert pack_codes(codes, 16) == codes.astype("<u2").tobytes()
