@@ -29,3 +29,19 @@ def description():
     except OSError:
         pass
     return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def software():
+    """Keras' version, its backend and the backend's version."""
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        import jax
+
+        version = f"JAX {jax.__version__}"
+    else:
+        import tensorflow as tf
+
+        version = f"TensorFlow {tf.__version__}"
+    return f"Keras {keras.__version__} on {version}"

@@ -87,19 +87,23 @@ class Condition:
         label: Column header.
         update_freq: GradWatch's interval, or None without GradWatch.
         tensorboard: Whether Keras' TensorBoard callback is attached.
+        histogram_freq: GradWatch's distribution interval (None: its
+            default).
     """
 
     key: str
     label: str
     update_freq: object = None
     tensorboard: bool = False
+    histogram_freq: object = None
 
     def callbacks(self, log_dir):
         """The callbacks of this condition, writing under `log_dir`."""
         if self.update_freq is not None:
+            extra = {} if self.histogram_freq is None else {"histogram_freq": self.histogram_freq}
             return [
                 gradwatch.GradWatch(
-                    log_dir, update_freq=self.update_freq, verbose=0
+                    log_dir, update_freq=self.update_freq, verbose=0, **extra
                 )
             ]
         if self.tensorboard:
@@ -121,6 +125,11 @@ def all_conditions():
         conditions.append(
             Condition("default", f"default ({default})", update_freq=default)
         )
+    # The distributions' own cost: measured at every step, since a round
+    # (64 steps) is shorter than their default interval.
+    conditions.append(
+        Condition("distributions_1", "every 1 + distributions", update_freq=1, histogram_freq=1)
+    )
     conditions.append(
         Condition("tensorboard", "Keras TensorBoard", tensorboard=True)
     )
@@ -581,13 +590,8 @@ def measure_model(
 
 
 def machine():
-    """One line: CPU model, cores, Python, TensorFlow and Keras versions."""
-    import tensorflow as tf
-
-    return (
-        f"{machine_info.description()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}"
-    )
+    """One line: CPU model, cores, Python, Keras and its backend's version."""
+    return f"{machine_info.description()}, {machine_info.software()}"
 
 
 def _ratio(entry, field):
@@ -691,6 +695,31 @@ def targets(results):
     return "\n".join(lines)
 
 
+def distributions_table(results):
+    """Per model: what the distributions add to a step that measures them
+    (every step with them against every step without), and what that comes
+    to at their default interval, in CPU time."""
+    lines = [
+        "| model | every step + distributions | +CPU ms per distribution step "
+        f"| at histogram_freq={gradwatch.DEFAULT_HISTOGRAM_FREQ}: + share of a plain step |",
+        "|---|---|---|---|",
+    ]
+    for result in results.values():
+        conditions = result["conditions"]
+        every, both = conditions.get("every_1"), conditions.get("distributions_1")
+        if every is None or both is None:
+            continue
+        plain = result["plain_cpu_ms_per_step"]
+        per_step = (np.median(both["epoch_cpu_seconds"]) - np.median(every["epoch_cpu_seconds"]))
+        extra = 1000 * float(per_step) / result["steps_per_round"]
+        share = extra / (gradwatch.DEFAULT_HISTOGRAM_FREQ * plain)
+        lines.append(
+            f"| {result['label']} | {both['cpu_ratio_median']:.2f}× | {extra:.2f} | "
+            f"{100 * share:.2f}% |"
+        )
+    return "\n".join(lines) if len(lines) > 2 else ""
+
+
 def floor_table(results):
     """Per model: the floor (one read of every watched tensor, forward and
     backward) against what GradWatch adds to a recorded step, in CPU time."""
@@ -790,6 +819,10 @@ def report(results, conditions, rounds, seconds=None):
                 "The floor: one read of every watched tensor, forward and "
                 "backward, timed in the same rounds (CPU):",
                 floor_table(results),
+            ),
+            _titled(
+                "Distributions (histograms and per-unit shares), CPU:",
+                distributions_table(results),
             ),
             "Targets:\n" + targets(results),
             _titled(

@@ -56,6 +56,7 @@ QUICK_RUNS = (
     "07_selu_lecun_normal",
     "10_relu_large_init_exploding",
     "11_relu_large_init_clipnorm",
+    "12_sigmoid_unit_normal_saturating",
 )
 QUICK_SAMPLES = 3072
 QUICK_EPOCHS = 1
@@ -190,6 +191,12 @@ def mlp(activation, initializer, norm=None, depth=DEPTH, width=WIDTH):
         fan_in = width
     stack.append(layers.Dense(CLASSES, name="logits"))
     return keras.Sequential(stack)
+
+
+def unit_normal(fan_in):
+    """`fan_in -> N(0, 1)`: weights of unit variance, whatever the fan-in."""
+    del fan_in
+    return _keras().initializers.RandomNormal(stddev=1.0)
 
 
 def keras_initializer(name):
@@ -361,6 +368,19 @@ GALLERY = (
         "still grows with depth.",
         functools.partial(mlp, "relu", he_scaled(EXPLODING_SCALE)),
         lambda: sgd(clipnorm=CLIPNORM),
+    ),
+    RunSpec(
+        "12_sigmoid_unit_normal_saturating",
+        "Deep sigmoid with N(0, 1) weights, the seed's first lesson: each "
+        "pre-activation sums 128 inputs with unit weights, so its spread is "
+        "~10x sigmoid's active range and the units pile up at 0 and 1, where "
+        "f' is ~0.",
+        "saturation_fraction: most of every hidden layer from step 0. The "
+        "distribution view of a hidden layer: two spikes, at +1e-1..1e0 (near "
+        "1) and at the small positive decades (near 0). unit_saturation: "
+        "which units sit in the flat region.",
+        functools.partial(mlp, "sigmoid", unit_normal),
+        sgd,
     ),
 )
 

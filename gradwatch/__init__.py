@@ -18,7 +18,7 @@ __version__ = "0.1.0"
 
 # Reading a log dir (`load`, `python -m gradwatch report`) needs no
 # TensorFlow; only the callback does, so it is imported on first use.
-_LAZY = {"GradWatch", "DEFAULT_UPDATE_FREQ"}
+_LAZY = {"GradWatch", "DEFAULT_UPDATE_FREQ", "DEFAULT_HISTOGRAM_FREQ"}
 
 
 def __getattr__(name):
@@ -29,6 +29,7 @@ def __getattr__(name):
     raise AttributeError(f"module 'gradwatch' has no attribute {name!r}")
 
 __all__ = [
+    "DEFAULT_HISTOGRAM_FREQ",
     "DEFAULT_UPDATE_FREQ",
     "GradWatch",
     "METRICS",

@@ -108,6 +108,14 @@ def _function_name(fn):
         return "linear"
     if isinstance(fn, str):
         return fn
+    # Keras' own activations by their names: `serialize` would import
+    # TensorFlow, which a JAX user need not load.
+    name = getattr(fn, "__name__", None)
+    try:
+        if name is not None and keras.activations.get(name) is fn:
+            return name
+    except (ValueError, TypeError):
+        pass
     try:
         name = keras.activations.serialize(fn)
     except Exception:  # Custom callables Keras cannot serialise.

@@ -15,6 +15,8 @@ from . import activations, findings, hooks, init_audit, keras_internals, reader,
 # Measured on a 20 x 256 ReLU MLP with BatchNorm (benchmarks/overhead.py):
 # recording every 64th step costs within noise of plain `fit`.
 DEFAULT_UPDATE_FREQ = 64
+# Distributions (histograms and per-unit activity) every this many steps.
+DEFAULT_HISTOGRAM_FREQ = 256
 
 
 class GradWatch(keras.callbacks.Callback):
@@ -64,6 +66,12 @@ class GradWatch(keras.callbacks.Callback):
             also prints info findings as they appear.
         thresholds: A `gradwatch.findings.Thresholds` for the findings
             checked while training (None: the defaults).
+        histogram_freq: Also record each watched layer's distributions
+            every this many steps (and on the first step of every `fit`):
+            histograms of its output and of dLoss/d(output) in signed
+            log-magnitude bins, and the activity and saturation of its first
+            units (`gradwatch_tensorboard.metadata.DISTRIBUTIONS`). A
+            non-negative int; 0 records none. Default 256.
 
     After `fit`, `self.findings` lists that `fit`'s findings; they are also
     written into `log_dir` for TensorBoard and `gradwatch.load(...)`.
@@ -87,6 +95,7 @@ class GradWatch(keras.callbacks.Callback):
         headline_scalars=True,
         verbose=1,
         thresholds=None,
+        histogram_freq=DEFAULT_HISTOGRAM_FREQ,
     ):
         super().__init__()
         keras_internals.require_supported_backend()
@@ -118,8 +127,20 @@ class GradWatch(keras.callbacks.Callback):
                 "Argument `update_freq` must be a positive int (record every "
                 f"N steps). Received: update_freq={update_freq}"
             )
+        allowed = (
+            "Argument `histogram_freq` must be a non-negative int (record "
+            "distributions every N steps; 0 for none). Received: "
+            f"histogram_freq={histogram_freq!r}"
+        )
+        if isinstance(histogram_freq, bool) or not isinstance(
+            histogram_freq, numbers.Integral
+        ):
+            raise TypeError(allowed)
+        if histogram_freq < 0:
+            raise ValueError(allowed)
         self.log_dir = os.fspath(log_dir)
         self.update_freq = int(update_freq)
+        self.histogram_freq = int(histogram_freq)
         self.layer_patterns = _validate_patterns(layers)
         self.layer_types = _validate_types(layer_types)
         if isinstance(saturation_threshold, bool) or not isinstance(
@@ -279,15 +300,21 @@ class GradWatch(keras.callbacks.Callback):
         if in_epoch:  # The epoch's last call runs what is left of it.
             steps = max(1, min(steps, in_epoch - batch))
         self._next_step += steps
-        # Record when this call covers a multiple of update_freq; the call
-        # measures its last step. The first call of every fit is recorded
-        # too, so that no fit, however short, leaves nothing.
-        record = self._first_call or (
-            (first + steps - 1) // self.update_freq * self.update_freq >= first
+        # Record when this call covers a multiple of update_freq (and its
+        # distributions, of histogram_freq); the call measures its last
+        # step. The first call of every fit records both, so that no fit,
+        # however short, leaves nothing.
+
+        def covers(freq):
+            return (first + steps - 1) // freq * freq >= first
+
+        distributions = bool(self.histogram_freq) and (
+            self._first_call or covers(self.histogram_freq)
         )
+        record = self._first_call or covers(self.update_freq) or distributions
         self._first_call = False
         self._recording = first if record else None
-        self._instrumentation.step(first, record)
+        self._instrumentation.step(first, record, distributions)
 
     def _write_recorded(self, last_step):
         # Called by the model's train function right after a recorded call,
@@ -355,6 +382,9 @@ class GradWatch(keras.callbacks.Callback):
         self.first_nonfinite = live.first_nonfinite
         scalars = live.headline(layer_metrics) if self.headline_scalars else None
         self._writer.write_step(step, layer_metrics, scalars)
+        series = instrumentation.read_distributions(step)
+        if series is not None:
+            self._writer.write_distributions(step, series)
 
 
 def _stateless_backend():

@@ -20,15 +20,8 @@ from .taps import LayerTap, OptimizerTap
 
 
 def make_capture(model, keras_function, watched, thresholds):
-    """The `Capture` of `model`'s backend.
-
-    Args:
-        model: A compiled `keras.Model`.
-        keras_function: Keras' own train function, restored when no
-            GradWatch is attached.
-        watched: `(layer, nonlinearity)` pairs, one per layer.
-        thresholds: The saturation thresholds to count at, in order.
-    """
+    """The `Capture` of `model`'s backend, made with these arguments (see
+    `Capture`)."""
     if keras.backend.backend() == "jax":
         from .capture_jax import JaxCapture as kind
     else:
@@ -63,8 +56,11 @@ class Capture:
         self.tracing = None  # The `Trace` under way.
         self.order = []  # Taps in forward order, as first traced.
         self.unwatchable_reasons = {}  # tap -> reason
+        self._functions = {}  # distributions -> an ungated recording function
         self.on_unwatchable = None
         self._flag_value = False
+        self._distributions_value = False
+        self._distributions_step = None  # The step the last ones are of.
         self._layout = None
         self._last_read = None
 
@@ -90,6 +86,15 @@ class Capture:
         """The vector the last recorded step stored, as a numpy array."""
         raise NotImplementedError
 
+    def packed_distributions(self):
+        """The distributions vector the last step that measured them
+        stored, as a numpy array."""
+        raise NotImplementedError
+
+    def _finish_call(self, outputs, recorded):
+        """`(outputs for fit, number of the call's last step or None)`."""
+        raise NotImplementedError
+
     def finish_call(self, outputs, recorded):
         """`(outputs for fit, number of the call's last step or None)`.
 
@@ -97,7 +102,10 @@ class Capture:
             outputs: What the train function returned.
             recorded: Whether the call recorded.
         """
-        raise NotImplementedError
+        outputs, last_step = self._finish_call(outputs, recorded)
+        if recorded and self._distributions_value:
+            self._distributions_step = last_step
+        return outputs, last_step
 
     # -- state ---------------------------------------------------------------
 
@@ -141,15 +149,26 @@ class Capture:
     def current_function(self):
         """The train function the model runs next: ours on recorded steps,
         Keras' own on the others (a gated capture runs ours always)."""
-        if self.gated or self._flag_value:
+        if self.gated:
             return self.function
+        if self._flag_value:
+            return self.recording_function(self._distributions_value)
         return self.keras_function
 
     gated = False
 
-    def set_recording(self, on):
-        """Whether the next call of the train function records."""
+    def recording_function(self, distributions):
+        """An ungated capture's function for recorded calls, with or without
+        the distributions (made when first asked for)."""
+        if distributions not in self._functions:
+            self._functions[distributions] = self._make_function(distributions)
+        return self._functions[distributions]
+
+    def set_recording(self, on, distributions=False):
+        """Whether the next call of the train function records, and whether
+        it measures the distributions too."""
         self._flag_value = on
+        self._distributions_value = bool(on and distributions)
 
     def install(self):
         for tap in self.taps + self.optimizer_taps:
@@ -174,13 +193,23 @@ class Capture:
         for tap in trace.elsewhere - set(trace.calls):
             self.unwatchable(tap, "it is only called inside a loop or condition")
 
+    def _measurement(self):
+        return measure.Measure(self.taps, self.thresholds, self.replicas, self._layout, self.xla)
+
     def _measure(self, trace, kernels, before, value_of=None):
-        measure_step = measure.Measure(
-            self.taps, self.thresholds, self.replicas, self._layout, self.xla
-        )
-        return measure_step(trace, kernels, before, value_of)
+        return self._measurement()(trace, kernels, before, value_of)
+
+    def _measure_distributions(self, trace):
+        return self._measurement().distributions(trace)
 
     # -- reading (on the host, after a recorded step) ------------------------
+
+    def read_distributions(self, step):
+        """`{name: [taps, width] array}` (`metadata.DISTRIBUTIONS`) if the
+        recorded step `step` measured the distributions, else None."""
+        if self._distributions_step != step:
+            return None
+        return measure.unpack_distributions(self.packed_distributions(), self.taps)
 
     def read(self, step):
         """What the last recorded step stored: `(fields [taps, width],

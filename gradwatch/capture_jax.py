@@ -31,6 +31,7 @@ from .taps import Trace
 # The logs' keys that carry the numbers out of the step.
 PACKED_KEY = "_gradwatch_packed"
 STEP_KEY = "_gradwatch_step"
+DISTRIBUTIONS_KEY = "_gradwatch_distributions"
 
 
 class JaxCapture(Capture):
@@ -40,7 +41,7 @@ class JaxCapture(Capture):
         super().__init__(model, keras_function, watched, thresholds)
         self._layout = self._known_sizes()
         self._packed = None
-        self.function = self._make_function()
+        self._packed_distributions = None
 
     # -- the taps' backend ---------------------------------------------------
 
@@ -76,8 +77,9 @@ class JaxCapture(Capture):
 
     # -- tracing ---------------------------------------------------------------
 
-    def _make_function(self):
-        """Keras' train function, made again around our train step."""
+    def _make_function(self, distributions):
+        """Keras' train function, made again around our train step, for
+        recorded calls: with the distributions, or without."""
         model = self.model
         keras_train_step = model.train_step
 
@@ -105,24 +107,31 @@ class JaxCapture(Capture):
             logs = dict(logs)
             logs[PACKED_KEY] = packed
             logs[STEP_KEY] = internals.iterations_in(model.optimizer, optimizer_values)
+            if distributions:
+                logs[DISTRIBUTIONS_KEY] = self._measure_distributions(trace)
             return logs, new_state
 
         return internals.make_train_function(model, train_step)
 
     # -- after a call ----------------------------------------------------------
 
-    def finish_call(self, outputs, recorded):
+    def _finish_call(self, outputs, recorded):
         logs, state = outputs
         if PACKED_KEY not in logs:
             return outputs, None
         logs = dict(logs)
         self._packed = logs.pop(PACKED_KEY)
         step = logs.pop(STEP_KEY)
+        if DISTRIBUTIONS_KEY in logs:
+            self._packed_distributions = logs.pop(DISTRIBUTIONS_KEY)
         # The optimizer's count after the call: its last step is one less.
         return (logs, state), int(step) - 1 if recorded else None
 
     def packed(self):
         return np.asarray(self._packed, np.float32)
+
+    def packed_distributions(self):
+        return np.asarray(self._packed_distributions, np.float32)
 
 
 def _drop_leaked(trace, reference):

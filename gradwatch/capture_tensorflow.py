@@ -22,9 +22,17 @@ class TensorFlowCapture(Capture):
         super().__init__(model, keras_function, watched, thresholds)
         with tf.init_scope():  # Set by the host between steps.
             self._flag = tf.Variable(False, trainable=False) if self.gated else None
+            self._distributions_flag = (
+                tf.Variable(False, trainable=False) if self.gated else None
+            )
         self._output = None
+        self._distributions_output = self.replicas.variable(
+            [measure.distributions_size(self.taps)]
+        )
         self._make_state()
-        self.function = self._make_function()
+        # Gated: one function for every step. Else one per kind of recorded
+        # call, made when first needed (`recording_function`).
+        self.function = self._make_function() if self.gated else None
 
     @property
     def gated(self):
@@ -36,12 +44,14 @@ class TensorFlowCapture(Capture):
         """
         return not self.replicas.distributed
 
-    def set_recording(self, on):
-        if on == self._flag_value:
-            return
-        self._flag_value = on
+    def set_recording(self, on, distributions=False):
+        distributions = bool(on and distributions)
         if self.gated:
-            self._flag.assign(on)
+            if on != self._flag_value:
+                self._flag.assign(on)
+            if distributions != self._distributions_value:
+                self._distributions_flag.assign(distributions)
+        super().set_recording(on, distributions)
 
     # -- the taps' backend ---------------------------------------------------
 
@@ -92,8 +102,14 @@ class TensorFlowCapture(Capture):
 
     # -- tracing ---------------------------------------------------------------
 
-    def _make_function(self):
-        """Keras' train function, made again around our train step."""
+    def _make_function(self, distributions=False):
+        """Keras' train function, made again around our train step.
+
+        Args:
+            distributions: Whether an ungated function measures the
+                distributions (a gated one measures them behind their own
+                flag).
+        """
         model = self.model
         keras_train_step = model.train_step
 
@@ -111,12 +127,25 @@ class TensorFlowCapture(Capture):
             # Layers built by this very trace (a subclassed model's) are known
             # only now; tf.function traces again to lift the new variables.
             self._make_state(None if self._output is not None else self._sizes_seen(trace))
-            self._when_recording(
-                lambda: [self._output.assign(self._measure(trace, kernels, before))]
-            )
+            self._when_recording(lambda: self._record(trace, kernels, before, distributions))
             return logs
 
         return internals.make_train_function(model, train_step)
+
+    def _record(self, trace, kernels, before, distributions):
+        """The assignments of a recorded step."""
+        ops = [self._output.assign(self._measure(trace, kernels, before))]
+        if self.gated:
+            ops.append(tf.cond(
+                self._distributions_flag,
+                lambda: _group([self._distributions_output.assign(
+                    self._measure_distributions(trace)
+                )]),
+                lambda: tf.constant(False),
+            ))
+        elif distributions:
+            ops.append(self._distributions_output.assign(self._measure_distributions(trace)))
+        return ops
 
     def _values_before(self, kernels):
         """The kernels as the step starts, for the update ratio: reads, not
@@ -139,7 +168,7 @@ class TensorFlowCapture(Capture):
 
     # -- after a call ----------------------------------------------------------
 
-    def finish_call(self, outputs, recorded):
+    def _finish_call(self, outputs, recorded):
         if not recorded:
             return outputs, None
         # The call measured its last step: the optimizer's count says which
@@ -149,6 +178,10 @@ class TensorFlowCapture(Capture):
     def packed(self):
         with self.replicas.strategy.scope():
             return self._output.numpy()
+
+    def packed_distributions(self):
+        with self.replicas.strategy.scope():
+            return self._distributions_output.numpy()
 
 
 def _group(ops):

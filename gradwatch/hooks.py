@@ -1,31 +1,28 @@
-"""How GradWatch attaches to a model: the one train function it runs.
+"""How GradWatch attaches to a model: the train function it runs.
 
-While GradWatch is attached, the model runs a single train function: Keras'
-own train step, wrapped. As it is traced,
+While GradWatch is attached, the model's train function is `_ModelCaptures`'
+runner, which calls its capture's function for the step and then lets each
+GradWatch that recorded the call write. The capture (`capture.make_capture`)
+is the backend's:
 
-- a `LayerTap` on each watched layer's `call` keeps the layer's input and
-  output, BatchNormalization's moving statistics before the call, and wraps
-  the output in an identity whose gradient hands over dLoss/d(output);
-- an `OptimizerTap` on `optimizer.apply` keeps each watched kernel's gradient
-  (and the loss scale, under mixed precision);
-- after Keras' step, one `cond` on a recording flag measures everything kept
-  (`gradwatch.statistics`) and stores the few numbers per layer in one
-  variable, which the host reads with one call. A recorded step also reads
-  the watched kernels as it starts, for the update ratio (the optimizer's
-  update then copies them: no copy is kept between steps).
+- on TensorFlow, one traced function serves every step: the taps keep each
+  watched layer's tensors and dLoss/d(output) as the step is traced, and one
+  `cond` on an on-device recording flag measures them after Keras' step and
+  stores the few numbers per layer in one variable. Unrecorded steps pay for
+  the flag test only;
+- on JAX, Keras' own compiled step runs unrecorded steps, and a second one,
+  made with the taps, runs recorded steps and returns the numbers in its
+  logs.
 
-So there is one trace and one compilation, as without GradWatch. Unrecorded
-steps run the same compiled function with the flag off: they pay for the
-flag test only. GradWatch instances that watch the same layers of a model
-share the traced function (`Capture`), so a new callback on an already
-trained model traces nothing.
+GradWatch instances that watch the same layers of a model share the capture,
+so a new callback on an already trained model traces nothing.
 
 The parts: `taps` (what layers and optimizers hand over while the step is
-traced), `capture` (the traced step and its recording flag), `measure`
-(what a recorded step computes, packed into one vector), `replicas` (state
-and pooling under a distribution strategy); this module keeps which capture
-a model runs (`_ModelCaptures`) and each GradWatch's view of it
-(`Instrumentation`).
+traced), `capture`, `capture_tensorflow` and `capture_jax` (the step and how
+its numbers leave), `measure` (what a recorded step computes, packed into
+one vector), `replicas` (state and pooling under a `tf.distribute`
+strategy); this module keeps which capture a model runs (`_ModelCaptures`)
+and each GradWatch's view of it (`Instrumentation`).
 
 Under a `tf.distribute` strategy every replica measures its share of the
 batch; the per-unit partial sums are gathered across replicas inside the step
@@ -143,11 +140,13 @@ class _ModelCaptures:
         for member in self.members:
             member.mark_unwatchable(tap.layer, reason)
 
-    def plan(self, member, step, record):
-        """`member` records step `step` or not; the flag is on if any does."""
-        self._plans[member] = [step, record]
+    def plan(self, member, step, record, distributions=False):
+        """`member` records step `step` or not (and its distributions or
+        not); the flags are on if any member's are."""
+        self._plans[member] = [step, record, record and distributions]
+        now = [p for p in self._plans.values() if p[0] == step]
         self.current.set_recording(
-            any(s == step and r for s, r in self._plans.values())
+            any(p[1] for p in now), any(p[2] for p in now)
         )
 
     def _run(self, *args):
@@ -239,8 +238,9 @@ class Instrumentation:
         self._captures.join(self)
         self.attached = True
 
-    def step(self, step, record):
-        """The step numbered `step` is next; `record` says whether we record it.
+    def step(self, step, record, distributions=False):
+        """The step numbered `step` is next; `record` says whether we record
+        it, `distributions` whether its distributions too.
 
         Every GradWatch of a `fit` hears of every step: one that did not
         hear of the step before this one is left over from an interrupted
@@ -255,7 +255,7 @@ class Instrumentation:
                 if m is not self and m._last_step < previous
             ]
         )
-        self._captures.plan(self, step, record)
+        self._captures.plan(self, step, record, distributions)
 
     def _detach_stale(self, stale):
         for instrumentation in stale:
@@ -319,6 +319,18 @@ class Instrumentation:
         return np.stack([metrics[name] for name in SNAPSHOT_METRICS]).reshape(
             len(SNAPSHOT_METRICS), len(taps)
         )
+
+    def read_distributions(self, step):
+        """This GradWatch's distributions at the recorded step `step`:
+        `{name: [layers, width] array}` in `metadata.DISTRIBUTION_NAMES`
+        order, or None if that step did not measure them."""
+        capture = self._captures.current
+        series = capture.read_distributions(step)
+        if series is None:
+            return None
+        index = {tap: i for i, tap in enumerate(capture.taps)}
+        rows = [index[t] for t in self._taps()]
+        return {name: matrix[rows] for name, matrix in series.items()}
 
     def reset_windows(self):
         self._windows = {}

@@ -159,7 +159,7 @@ def audit(ordered, model=None):
         kernel = getattr(layer, "kernel", None)
         if kernel is None or len(kernel.shape) < 2:
             continue
-        values = np.asarray(keras.ops.convert_to_numpy(kernel.value), dtype=np.float64)
+        values = np.asarray(internals.host_value(kernel), dtype=np.float64)
         fan_in, fan_out = fans(values.shape)
         expected = expected_variances(fan_in, fan_out)
         accepted = accepted_variances(fan_in, fan_out)

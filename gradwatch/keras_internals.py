@@ -31,6 +31,7 @@ than as a wrong number somewhere else.
 """
 
 import keras
+import numpy as np
 
 # The Keras versions GradWatch is tested with (setup.py declares the same).
 OLDEST_KERAS = "3.7"
@@ -158,7 +159,20 @@ def iterations(optimizer):
     A `LossScaleOptimizer` counts in its inner optimizer (its own
     `iterations` stays at 0 before Keras 3.8 or so).
     """
-    return int(keras.ops.convert_to_numpy(_counter(optimizer).value))
+    return int(host_value(_counter(optimizer)))
+
+
+def host_value(variable):
+    """A `keras.Variable`'s value as a NumPy array (a host sync).
+
+    Through the backend's own tensor: NumPy 2 warns at Keras' own
+    `Variable.__array__` (it takes no `copy` argument), where `numpy()` and
+    `convert_to_numpy` end up.
+    """
+    value = variable.value
+    if hasattr(value, "numpy"):  # TensorFlow
+        return value.numpy()
+    return np.asarray(value)  # JAX
 
 
 def _counter(optimizer):

@@ -3,6 +3,7 @@ train step: every watched layer's statistics, vectorised over layers and
 packed into one float32 vector (and, on the host, unpacked again)."""
 
 import numpy as np
+from gradwatch_tensorboard import metadata
 from keras import ops
 
 from . import statistics as st
@@ -130,6 +131,69 @@ class Measure:
         )
         activity = self._activity(unit_needs)
         return ops.concatenate([ops.reshape(fields, [-1])] + activity, axis=0)
+
+    def distributions(self, trace):
+        """Every watched layer's distributions, as one float32 vector (see
+        `unpack_distributions`): per tap, the histograms of its output and
+        of dLoss/d(output) (`statistics.signed_log_histogram`), then the
+        activity and saturation shares of its first `UNITS_SHOWN` units.
+
+        Counts are summed over a shared layer's calls and over replicas
+        before shares are taken, so they are the global batch's.
+
+        Args:
+            trace: The `taps.Trace` of this step.
+        """
+        decades, shown = metadata.HISTOGRAM_DECADES, metadata.UNITS_SHOWN
+        counts, layout = [], []  # layout: per tap, per series, count indices
+        for tap in self.taps:
+            calls = trace.calls.get(tap) or []
+            outputs = [c.y for c in calls]
+            gradients = [g for c in calls for g in c.gradients]
+            if trace.loss_scale is not None:  # Unscaled, as gradient_var is.
+                gradients = [st.as_float32(g) / trace.loss_scale for g in gradients]
+            series = []
+            for tensors in (outputs, gradients):
+                series.append(_add([
+                    st.signed_log_histogram(t, decades) for t in tensors
+                ]) if tensors else None)
+            for is_in in _unit_conditions(tap, self.thresholds):
+                pairs = [
+                    st.unit_counts(st.as_units(y)[:, :shown], is_in)
+                    for y in outputs if st.as_units(y).shape[-1] is not None
+                ] if is_in is not None else []
+                series.append(
+                    (_add([p[0] for p in pairs]), _add([p[1] for p in pairs]))
+                    if pairs else None
+                )
+            indices = []
+            for value in series:
+                if value is None:
+                    indices.append(None)
+                    continue
+                parts = value if isinstance(value, tuple) else (value,)
+                indices.append(list(range(len(counts), len(counts) + len(parts))))
+                counts.extend(parts)
+            layout.append(indices)
+        counts = self.replicas.sum(counts)
+        pieces = []
+        for tap_indices in layout:
+            for n, indices in enumerate(tap_indices):
+                width = metadata.HISTOGRAM_WIDTH if n < 2 else shown
+                if indices is None:
+                    pieces.append(_nans((width,)))
+                elif n < 2:
+                    pieces.append(counts[indices[0]])
+                else:
+                    inside, finite = counts[indices[0]], counts[indices[1]]
+                    share = inside / finite
+                    missing = width - int(share.shape[0])
+                    pieces.append(
+                        ops.concatenate([share, _nans((missing,))]) if missing else share
+                    )
+        if not pieces:
+            return ops.zeros((0,))
+        return ops.concatenate(pieces, axis=0)
 
     def _pool_replicas(self, table, unit_needs, saturated):
         """Gathers every replica's numbers and pools them: moments exactly
@@ -347,6 +411,19 @@ def _add(values):
     return total
 
 
+def _unit_conditions(tap, thresholds):
+    """What the per-unit series count: above the floor (activity), in the
+    flat region at the smallest saturation threshold (saturation); None
+    where the layer's nonlinearity has no floor or no flat region."""
+    floor = tap.floor
+    active = None if floor is None else (lambda rows: rows > floor)
+    saturated = None
+    if tap.saturated is not None and thresholds:
+        threshold = min(thresholds)
+        saturated = lambda rows: tap.saturated(rows, threshold)  # noqa: E731
+    return active, saturated
+
+
 def _pool_calls(calls):
     """One layer's per-unit partials, its several calls (shared) pooled."""
     return calls[0] if len(calls) == 1 else st.pool_partials(st.stack_partials(calls))
@@ -372,3 +449,20 @@ def unpack(packed, taps, thresholds, layout):
             activity[tap] = packed[offset:offset + units]
             offset += units
     return fields, activity
+
+
+def distributions_size(taps):
+    """The length of the distributions vector."""
+    return len(taps) * (2 * metadata.HISTOGRAM_WIDTH + 2 * metadata.UNITS_SHOWN)
+
+
+def unpack_distributions(packed, taps):
+    """`{name: [taps, width] array}` of a distributions vector, in
+    `metadata.DISTRIBUTION_NAMES` order."""
+    width, shown = metadata.HISTOGRAM_WIDTH, metadata.UNITS_SHOWN
+    per_tap = packed.reshape(len(taps), 2 * width + 2 * shown)
+    bounds = [0, width, 2 * width, 2 * width + shown, 2 * width + 2 * shown]
+    return {
+        name: per_tap[:, bounds[n]:bounds[n + 1]]
+        for n, name in enumerate(metadata.DISTRIBUTION_NAMES)
+    }

@@ -31,11 +31,15 @@ class Recording:
             None. `findings()` evaluates the whole record afresh instead.
     """
 
-    def __init__(self, log_dir, layers, steps, values, scalars, documents):
+    def __init__(self, log_dir, layers, steps, values, scalars, documents, distributions=None):
         self.log_dir = log_dir
         self.layers = layers
         self.steps = steps
         self._values = values
+        self._distributions = distributions or {}
+        self.distributions = [
+            name for name in metadata.DISTRIBUTION_NAMES if name in self._distributions
+        ]
         self._scalars = scalars
         self.metrics = sorted(values, key=metadata.metric_order)
         self.headlines = sorted(scalars)
@@ -59,6 +63,33 @@ class Recording:
                 f"Metrics present: {self.metrics}"
             )
         return self._values[name].copy()
+
+    def distribution(self, name):
+        """One distribution series, recorded at `histogram_freq` steps.
+
+        Args:
+            name: A name from `self.distributions`
+                (`gradwatch_tensorboard.metadata.DISTRIBUTIONS`).
+
+        Returns:
+            `(steps, values)`: the steps it was recorded at (int64), and a
+            float ndarray `[len(steps), len(layers), width]`: per step and
+            layer, the counts in each of `metadata.histogram_bins()` (for
+            a histogram) or each unit's share (for a unit series), NaN where
+            the layer was not recorded then.
+
+        Example:
+
+        >>> steps, counts = run.distribution("activation_histogram")
+        >>> counts[-1, run.layers.index("dense")]  # the last one's bins
+        """
+        if name not in self._distributions:
+            raise KeyError(
+                f"No distribution {name!r} in {self.log_dir!r}. "
+                f"Present: {self.distributions}"
+            )
+        steps, values = self._distributions[name]
+        return steps.copy(), values.copy()
 
     def findings(self, thresholds=None):
         """Named problems in this record, with remedies.
@@ -343,12 +374,14 @@ def load(log_dir):
     records = {}  # step -> (wall_time, {metric: (layer names, vector)})
     scalars = {}  # name -> {step: value}
     documents = {}
+    distributions = {}  # name -> {step: (layer names, [layers, width])}
     for path in _event_files(log_dir):
         tag_layers = {}
         for event in _read_events(path):
             for value in event.summary.value:
                 _take_value(
-                    event, value, tag_layers, layers, records, scalars, documents
+                    event, value, tag_layers, layers, records, scalars, documents,
+                    distributions,
                 )
     if not records:
         raise ValueError(
@@ -368,10 +401,24 @@ def load(log_dir):
         name: np.array([by_step.get(int(s), np.nan) for s in steps])
         for name, by_step in scalars.items()
     }
-    return Recording(log_dir, layers, steps, values, scalar_arrays, documents)
+    return Recording(
+        log_dir, layers, steps, values, scalar_arrays, documents,
+        {name: _stacked(by_step, index) for name, by_step in distributions.items()},
+    )
 
 
-def _take_value(event, value, tag_layers, layers, records, scalars, documents):
+def _stacked(by_step, index):
+    """`(steps, [steps, layers, width] array)` of one distribution series."""
+    steps = np.array(sorted(by_step), dtype=np.int64)
+    width = next(iter(by_step.values()))[1].shape[1]
+    values = np.full((len(steps), len(index), width), np.nan)
+    for row, step in enumerate(steps):
+        names, matrix = by_step[step]
+        values[row, [index[n] for n in names]] = matrix
+    return steps, values
+
+
+def _take_value(event, value, tag_layers, layers, records, scalars, documents, distributions):
     parsed = metadata.parse_tag(value.tag)  # either tag scheme
     if parsed is None:
         return
@@ -390,12 +437,11 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
     tag = value.tag
     if value.metadata.plugin_data.plugin_name == metadata.PLUGIN_NAME:
         try:
-            names = metadata.parse_plugin_content(
-                value.metadata.plugin_data.content
-            )["layers"]
+            content = metadata.parse_plugin_content(value.metadata.plugin_data.content)
         except ValueError:
             return
-        tag_layers[tag] = names
+        names = content["layers"]
+        tag_layers[tag] = (names, content["width"])
         for layer in names:
             if layer not in layers:
                 layers.append(layer)
@@ -405,8 +451,15 @@ def _take_value(event, value, tag_layers, layers, records, scalars, documents):
         vector = _numbers(value.tensor)
     except ValueError:
         return
-    names = tag_layers[tag]
-    if vector.shape != (len(names),):
+    names, width = tag_layers[tag]
+    if vector.shape != (len(names) * width,):
+        return
+    if kind == metadata.DISTRIBUTION:
+        if name in metadata.DISTRIBUTIONS and width == metadata.DISTRIBUTIONS[name].width:
+            # A later rewrite of this step replaces it.
+            distributions.setdefault(name, {})[event.step] = (
+                names, vector.reshape(len(names), width)
+            )
         return
     wall_time, record = records.get(event.step, (-1.0, {}))
     if event.wall_time >= wall_time and name in record:

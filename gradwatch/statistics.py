@@ -256,6 +256,55 @@ def saturated_count(rows, is_saturated, threshold):
     return ops.sum(as_float32(flat), axis=0)
 
 
+def signed_log_histogram(x, decades):
+    """Counts of `x`'s elements in signed log-magnitude bins.
+
+    The bins, in order: the negative decades (largest magnitude first),
+    exact zero, the positive decades, then NaN and Inf together
+    (`gradwatch_tensorboard.metadata.histogram_bins`). A non-zero magnitude
+    below the first decade counts in it, one above the last in the last.
+
+    Args:
+        x: A float tensor of any shape.
+        decades: `(low, high)`: the decades span 10**low to 10**high.
+
+    Returns:
+        A float32 vector of `2 * (high - low) + 2` counts.
+
+    Example:
+
+    >>> signed_log_histogram(np.array([-3.0, 0.0, 0.5, np.nan]), (-1, 1))
+    [1, 0, 1, 1, 0, 1]  # -1e0, -1e-1, 0, +1e-1, +1e0, non-finite
+    """
+    low, high = decades
+    width = high - low
+    x = ops.reshape(as_float32(x), [-1])
+    finite = ops.isfinite(x)
+    magnitude = ops.maximum(ops.abs(ops.where(finite, x, 1.0)), 10.0 ** low)
+    decade = ops.clip(ops.floor(ops.log10(magnitude)) - low, 0, width - 1)
+    decade = ops.cast(decade, "int32")
+    bins = ops.where(x > 0, width + 1 + decade, ops.where(x < 0, width - 1 - decade, width))
+    bins = ops.where(finite, bins, 2 * width + 1)
+    return ops.segment_sum(ops.ones_like(x), bins, num_segments=2 * width + 2)
+
+
+def unit_counts(rows, is_in):
+    """Per unit, how many of its finite elements `is_in` holds for, and how
+    many are finite (their quotient is the unit's share; counts, so that
+    calls and replicas pool by summing).
+
+    Args:
+        rows: A `[rows, units]` matrix.
+        is_in: `rows -> bool tensor` of the same shape.
+
+    Returns:
+        Two float32 `[units]` vectors: `(inside, finite)`.
+    """
+    finite = ops.isfinite(rows)
+    inside = as_float32(ops.logical_and(is_in(rows), finite))
+    return ops.sum(inside, axis=0), ops.sum(as_float32(finite), axis=0)
+
+
 def pool(count, mean, m2, axis=0):
     """Moments of the union of several sets, exactly (Chan et al.).
 

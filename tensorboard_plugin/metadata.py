@@ -8,7 +8,12 @@ Every tag GradWatch writes is `gradwatch/<kind>/<name>`:
 - `gradwatch/headline/<name>`: a few scalars for TensorBoard's own Scalars
   dashboard;
 - `gradwatch/document/<name>`: a JSON document (a string tensor): the init
-  audit, where NaN/Inf first appeared, the findings.
+  audit, where NaN/Inf first appeared, the findings;
+- `gradwatch/distribution/<name>`: at the distribution cadence
+  (`histogram_freq`), a float32 `[layers, width]` matrix per step: each
+  layer's histogram of its output or of dLoss/d(output) in the signed
+  log-magnitude bins of `histogram_bins()`, or its units' activity
+  (`DISTRIBUTIONS`).
 
 Metric vectors and the findings document carry a `SummaryMetadata` naming
 the `gradwatch` plugin with `DATA_CLASS_TENSOR` and a JSON content with the
@@ -27,7 +32,7 @@ from tensorboard.compat.proto import summary_pb2
 PLUGIN_NAME = "gradwatch"
 FORMAT_VERSION = 1
 # The kinds of tag (`gradwatch/<kind>/<name>`).
-METRIC, HEADLINE, DOCUMENT = "metric", "headline", "document"
+METRIC, HEADLINE, DOCUMENT, DISTRIBUTION = "metric", "headline", "document", "distribution"
 TAG_PREFIX = PLUGIN_NAME + "/"
 # A JSON document written once per `fit` (Text dashboard): the init audit.
 INIT_AUDIT_TAG = f"{TAG_PREFIX}{DOCUMENT}/init_audit"
@@ -178,6 +183,95 @@ METRIC_NAMES = tuple(METRICS)
 DEFAULT_METRIC = "activation_var"
 
 
+# Distributions: signed log-magnitude bins. Magnitudes by decades from
+# 10**HISTOGRAM_DECADES[0] to 10**HISTOGRAM_DECADES[1]; a smaller non-zero
+# magnitude counts in the first decade, a larger one in the last.
+HISTOGRAM_DECADES = (-8, 4)
+# Per-unit views show a layer's first UNITS_SHOWN units (last axis).
+UNITS_SHOWN = 256
+
+
+def histogram_bins():
+    """The bins of a GradWatch histogram, in order: the negative decades
+    (largest magnitude first), exact zero, the positive decades, then NaN
+    and Inf. Each is `{"label", "sign", "low", "high"}` (`low`/`high`: the
+    magnitude's decade, None for zero and non-finite).
+
+    Example:
+
+    >>> [b["label"] for b in histogram_bins()][11:14]
+    ['-1e-8', '0', '+1e-8']
+    """
+    low, high = HISTOGRAM_DECADES
+    decades = list(range(low, high))
+    negative = [
+        {"label": f"-1e{d}", "sign": -1, "low": d, "high": d + 1} for d in reversed(decades)
+    ]
+    positive = [{"label": f"+1e{d}", "sign": 1, "low": d, "high": d + 1} for d in decades]
+    zero = {"label": "0", "sign": 0, "low": None, "high": None}
+    nonfinite = {"label": "NaN/Inf", "sign": None, "low": None, "high": None}
+    return negative + [zero] + positive + [nonfinite]
+
+
+HISTOGRAM_WIDTH = 2 * (HISTOGRAM_DECADES[1] - HISTOGRAM_DECADES[0]) + 2
+
+
+class DistributionInfo:
+    """One distribution series: what each row of its matrix holds.
+
+    Args:
+        name: Tag suffix and key of `gradwatch.load().distribution(name)`.
+        label: Short human label.
+        columns: `"bins"` (`histogram_bins()`) or `"units"` (the first
+            `UNITS_SHOWN` units).
+        description: The exact definition, as documented in the README.
+    """
+
+    def __init__(self, name, label, columns, description):
+        self.name = name
+        self.label = label
+        self.columns = columns
+        self.description = description
+
+    @property
+    def width(self):
+        return HISTOGRAM_WIDTH if self.columns == "bins" else UNITS_SHOWN
+
+    def to_json(self):
+        return {"label": self.label, "columns": self.columns, "description": self.description}
+
+
+DISTRIBUTIONS = {
+    d.name: d
+    for d in [
+        DistributionInfo(
+            "activation_histogram", "Output distribution", "bins",
+            "Count of the layer's output elements in each signed "
+            "log-magnitude bin (histogram_bins()).",
+        ),
+        DistributionInfo(
+            "gradient_histogram", "Gradient distribution", "bins",
+            "Count of the elements of dLoss/d(layer output) in each signed "
+            "log-magnitude bin.",
+        ),
+        DistributionInfo(
+            "unit_activity", "Unit activity", "units",
+            "Per unit (last axis, the first UNITS_SHOWN): share of the "
+            "batch's finite output elements above the activation's floor; "
+            "0 is a unit dead on that batch. NaN for activations without a "
+            "floor and beyond the layer's units.",
+        ),
+        DistributionInfo(
+            "unit_saturation", "Unit saturation", "units",
+            "Per unit (the first UNITS_SHOWN): share of the batch's finite "
+            "output elements in the nonlinearity's flat region (as "
+            "saturation_fraction). NaN without a saturating nonlinearity.",
+        ),
+    ]
+}
+DISTRIBUTION_NAMES = tuple(DISTRIBUTIONS)
+
+
 def metric_order(name):
     """Sort key putting metric names in `METRIC_NAMES` order (others last,
     by name)."""
@@ -209,7 +303,8 @@ def parse_tag(tag_name):
         kind, slash, name = rest.partition("/")
         if not slash:
             return (METRIC, rest) if rest else None  # 0.1.0: gradwatch/<metric>
-        return (kind, name) if kind in (METRIC, HEADLINE, DOCUMENT) and name else None
+        known = (METRIC, HEADLINE, DOCUMENT, DISTRIBUTION)
+        return (kind, name) if kind in known and name else None
     if tag_name.startswith(_LEGACY_HEADLINE_PREFIX):
         name = tag_name[len(_LEGACY_HEADLINE_PREFIX):]
         return (HEADLINE, name) if name else None
@@ -243,17 +338,23 @@ def metric_from_tag(tag_name):
     return parsed[1] if parsed and parsed[0] == METRIC else None
 
 
-def create_summary_metadata(layers):
-    """A `SummaryMetadata` proto for a per-layer metric vector.
+def create_summary_metadata(layers, width=None):
+    """A `SummaryMetadata` proto for a per-layer metric vector, or for a
+    `[layers, width]` distribution matrix.
 
     Args:
         layers: Watched layer names, in depth order.
+        width: A distribution's row width, or None for a metric.
 
     Returns:
         A `summary_pb2.SummaryMetadata` naming the plugin, with
-        `DATA_CLASS_TENSOR` and JSON content `{"version", "layers"}`.
+        `DATA_CLASS_TENSOR` and JSON content `{"version", "layers"}` (and
+        `"width"` for a distribution).
     """
-    return _tensor_metadata({"layers": list(layers)})
+    fields = {"layers": list(layers)}
+    if width is not None:
+        fields["width"] = int(width)
+    return _tensor_metadata(fields)
 
 
 def create_document_metadata(kind):
@@ -287,7 +388,8 @@ def parse_plugin_content(content):
         content: The `plugin_data.content` bytes.
 
     Returns:
-        A dict with `version` (int) and `layers` (list of str).
+        A dict with `version` (int), `layers` (list of str) and `width`
+        (int; 1 for a metric vector).
 
     Raises:
         ValueError: if the content is not a GradWatch metadata document of a
@@ -310,4 +412,7 @@ def parse_plugin_content(content):
         isinstance(name, str) for name in layers
     ):
         raise ValueError("GradWatch metadata has no list of layer names.")
-    return {"version": version, "layers": layers}
+    width = document.get("width", 1)
+    if not isinstance(width, int) or width < 1:
+        raise ValueError(f"GradWatch metadata has a bad width {width!r}.")
+    return {"version": version, "layers": layers, "width": width}

@@ -327,6 +327,8 @@ DEMO_PATHOLOGIES = {
     "02_sigmoid_glorot_init": {"vanishing_gradients"},
     "04_relu_high_lr_dying": {"dying_units"},
     "10_relu_large_init_exploding": {"exploding_gradients", "nonfinite"},
+    # Saturated because its init does not suit sigmoid: both are named.
+    "12_sigmoid_unit_normal_saturating": {"saturation", "init_mismatch"},
 }
 
 def saturated_sigmoid_cnn(log_dir):

@@ -28,6 +28,9 @@ SUITES = [
     "tests/test_fit_variants.py",
     "tests/test_precision_and_faults.py",
     "tests/test_models.py",
+    "tests/test_jax_contract.py",
+    "tests/test_jax_capture.py",
+    "tests/test_distributions_known.py",
 ]
 
 

@@ -27,6 +27,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from demo import gallery  # noqa: E402
+from gradwatch_tensorboard import metadata  # noqa: E402
 
 SIGMOID = "01_sigmoid_standard_init"
 HE_RELU = "03_relu_he_init"
@@ -34,6 +35,7 @@ DYING = "04_relu_high_lr_dying"
 SELU = "07_selu_lecun_normal"
 EXPLODING = "10_relu_large_init_exploding"
 CLIPPED = "11_relu_large_init_clipnorm"
+SATURATING = "12_sigmoid_unit_normal_saturating"
 
 L = gallery.QUICK_DEPTH
 
@@ -115,6 +117,25 @@ def test_high_learning_rate_kills_relu_units(quick_gallery):
     assert np.median(later) > 0.3
 
 
+def test_unit_normal_weights_saturate_every_sigmoid_layer(quick_gallery):
+    _, recordings = quick_gallery
+    run = recordings[SATURATING]
+    # Pre-activations of std ~sqrt(128 * Var[inputs]): most units in the
+    # flat region from step 0, while run 01's sit in the linear middle.
+    assert hidden(run, "saturation_fraction")[0].min() > 0.3
+    assert np.nanmax(hidden(recordings[SIGMOID], "saturation_fraction")) < 0.05
+    # The distribution at step 0 piles up at the two ends: near 1 (the
+    # +1e-1 decade holds 0.1..1) and near 0 (the small decades).
+    steps, counts = run.distribution("activation_histogram")
+    assert steps[0] == 0
+    labels = [b["label"] for b in metadata.histogram_bins()]
+    layer = counts[0, run.layers.index("hidden_03")]
+    near_zero = layer[labels.index("+1e-8"):labels.index("+1e-2") + 1].sum()
+    assert near_zero / layer.sum() > 0.15 and layer[labels.index("+1e-1")] / layer.sum() > 0.4
+    rules = {f.rule for f in run.findings()}
+    assert "saturation" in rules
+
+
 def test_selu_keeps_every_layer_near_mean_0_and_variance_1(quick_gallery):
     _, recordings = quick_gallery
     mean = hidden(recordings[SELU], "activation_mean")
@@ -190,7 +211,7 @@ def test_task_is_seeded_standardised_and_uses_every_class():
 
 
 def test_every_run_has_a_lesson_and_a_unique_name():
-    assert len(gallery.GALLERY) == 11
+    assert len(gallery.GALLERY) == 12
     assert len(set(gallery.RUN_NAMES)) == len(gallery.RUN_NAMES)
     assert set(gallery.QUICK_RUNS) <= set(gallery.RUN_NAMES)
     for spec in gallery.GALLERY:
@@ -206,7 +227,12 @@ def test_findings_name_each_pathology_and_spare_the_healthy_runs(quick_gallery):
         SIGMOID: {"vanishing_gradients"},
         DYING: {"dying_units"},
         EXPLODING: {"exploding_gradients", "nonfinite"},
+        # Saturated because its init does not suit sigmoid: both named.
+        SATURATING: {"saturation", "init_mismatch"},
     }
+    # The saturation finding belongs to the saturating run alone.
+    assert [n for n, r in recordings.items()
+            if "saturation" in {f.rule for f in r.findings()}] == [SATURATING]
     for name, recording in recordings.items():
         warnings = {f.rule for f in recording.findings() if f.severity == "warning"}
         if name in expected:

@@ -38,3 +38,9 @@ def test_the_page_has_no_list_of_metrics_of_its_own():
                 named.setdefault(path.name, set()).add(name)
     assert named == {"profile.js": {"activation_var", "gradient_var"}}
     assert {"activation_var", "gradient_var"} <= set(metadata.METRIC_NAMES)
+
+
+def test_the_readme_table_lists_metadata_distributions_in_order():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    table = readme.split("| distribution | definition |", 1)[1].split("\n\n", 1)[0]
+    assert re.findall(r"^\| `([a-z_]+)` \|", table, re.M) == list(metadata.DISTRIBUTION_NAMES)

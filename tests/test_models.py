@@ -222,3 +222,20 @@ def test_steps_per_execution_labels_and_measures_the_last_step_of_a_call(tmp_pat
     row = list(single.steps).index(1)
     for metric in ("activation_var", "gradient_var", "gradient_norm", "update_ratio"):
         np.testing.assert_allclose(call.metric(metric)[0], single.metric(metric)[row], rtol=1e-4, err_msg=metric)
+
+
+def test_a_branch_no_loss_reads_leaves_the_rest_measured(log_dir):
+    # Output "b" has no loss: no gradient reaches it. On JAX its forward
+    # values belong to the finished gradient transform and cannot be used.
+    inputs = keras.Input((16,))
+    h = keras.layers.Dense(8, activation="relu", name="h")(inputs)
+    a = keras.layers.Dense(1, name="a")(h)
+    b = keras.layers.Dense(1, name="b")(h)
+    model = keras.Model(inputs, [a, b])
+    model.compile(keras.optimizers.SGD(0.01), loss=["mse", None])
+    x = rng(7).normal(size=(64, 16)).astype(np.float32)
+    run = fit_and_load(model, x, [x[:, :1], x[:, :1]], log_dir, batch_size=64, update_freq=1)
+    for layer in ("h", "a"):
+        assert np.isfinite(column(run, "gradient_var", layer, 0)), layer
+        assert np.isfinite(column(run, "activation_var", layer, 0)), layer
+    assert np.isnan(column(run, "gradient_var", "b", 0))
