@@ -1,8 +1,10 @@
 """The GradWatch tab: serves layer x step heatmaps and depth profiles.
 
-Reads only through `context.data_provider` (`list_tensors` / `read_tensors`),
-so it works with TensorBoard's default Rust data server and with the Python
-multiplexer alike. Imports no TensorFlow.
+Reads series through `context.data_provider` (`list_tensors` /
+`read_tensors`; from TensorBoard's default Rust data server as one packed
+matrix, `vector_reads`), so it works with that server and with the Python
+multiplexer alike; the depth profile reads its one step from the run's event
+files (`step_index`). Imports no TensorFlow.
 
 Routes (relative to the plugin's folder; `ROUTES` lists each with its
 parameters, and docs/http_api.md documents every parameter, field and error):
@@ -10,14 +12,15 @@ parameters, and docs/http_api.md documents every parameter, field and error):
   metric list (names, labels, colour scales) the page shows.
 - `heatmap?run=R&metric=M[&max_columns=N][&start_step=A&end_step=B]
   [&format=binary]`: the recorded steps in [A, B] x layers, downsampled on the
-  server into at most N columns. Fractions and counts keep the worst (max)
-  value of each column, so a short-lived pathology never averages away; other
-  metrics keep the real value at the column's last step. The page zooms by
-  asking for the visible range at one column per pixel, in the binary format
-  (`quantise`).
+  server into at most N columns (and the recorded step before A whose column
+  covers A). Fractions and counts keep the worst (max) value of each column,
+  so a short-lived pathology never averages away; other metrics keep the real
+  value at the column's last step. The page zooms by asking for the visible
+  range at one column per pixel, in the binary format (`heatmap_body`).
 - `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
-  across layers at one recorded step. The page asks for the two it draws: on
-  a long run each series not yet in memory takes about half a second to read.
+  across layers at one recorded step, read from that step's record in the
+  event files (indexed in the background when `runs` lists the run); with
+  `--logdir_spec`, from the series.
 - `findings?run=R`: the latest findings document the callback wrote for the
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
@@ -37,10 +40,12 @@ import numpy as np
 import werkzeug
 from werkzeug.utils import safe_join
 from tensorboard import errors, plugin_util
-from tensorboard.backend import http_util, json_util
+from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
+from tensorboard.util import tensor_util
 
-from . import findings_document, metadata
+from . import findings_document, heatmap_body, metadata, step_index, storage, vector_reads
+from .heatmap_body import to_json
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
@@ -54,6 +59,10 @@ ALL_SAMPLES = 2**31 - 1
 # layers (19 x 38 MiB), so that the depth profile of every metric at any step
 # answers from memory.
 _CACHE_BYTES = 768 * 2**20
+
+# The bytes of rendered heatmap bodies kept (`heatmap_body.render_heatmap`): 20 JSON
+# bodies of 500 layers x 1,000 columns, or 130 binary ones.
+_RENDERED_BYTES = 128 * 2**20
 
 # Every route and the query parameters it takes: docs/http_api.md documents
 # each (a test keeps them equal), and any other parameter is refused.
@@ -80,6 +89,19 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._cache_lock = threading.Lock()
         self._series_locks = {}
         self._warmed = set()
+        # Where the run directories are, for the depth profile's step
+        # index; none with `--logdir_spec` (run names are not paths then).
+        logdir = getattr(context, "logdir", None) or None
+        if logdir and not storage.is_remote(logdir):
+            logdir = os.path.expanduser(logdir)
+        self._logdir = logdir
+        self._indices = {}
+        # Heatmap bodies by series version and request: a page's refresh, a
+        # second tab, or a script repeating a request, costs no rendering.
+        self._rendered = collections.OrderedDict()
+        self._indexing = False
+        if self._logdir:
+            self._index_in_background("")
 
     def get_plugin_apps(self):
         handlers = {
@@ -123,14 +145,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     def _read_series(self, ctx, experiment, run, metric, time_series):
         """Steps x layers of one (run, metric), cached until it grows."""
-        try:
-            layers = metadata.parse_plugin_content(time_series.plugin_content)[
-                "layers"
-            ]
-        except ValueError as e:
-            raise errors.InvalidArgumentError(
-                f"Run {run!r}, metric {metric!r}: {e}"
-            ) from e
+        layers = _series_layers(run, metric, time_series)
         key = (experiment, run, metric)
         version = (time_series.max_step, time_series.max_wall_time)
         # One reader per series: a second request for it waits for the first
@@ -141,10 +156,16 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 if cached is not None and cached[0] == version:
                     self._cache.move_to_end(key)
                     return cached[1]
-            data = self._read_tensors(
-                ctx, experiment, run, metadata.metric_tag(metric), f"metric {metric!r}"
+            tag = metadata.metric_tag(metric)
+            packed = vector_reads.read_vectors(
+                self._data_provider, experiment, run, metadata.tags_for_reading(tag),
+                self._samples, len(layers),
             )
-            series = _series_of(data, layers)
+            if packed is not None:
+                series = _latest_per_step(*packed, layers)
+            else:
+                data = self._read_tensors(ctx, experiment, run, tag, f"metric {metric!r}")
+                series = _series_of(data, layers)
             self._remember(key, version, series)
             return series
 
@@ -211,7 +232,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_runs(self, request):
-        _, _, listing = self._listing(request.environ)
+        _, experiment, listing = self._listing(request.environ)
         runs = []
         for run in sorted(listing):
             try:
@@ -236,6 +257,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     "last_step": max(s.max_step for s in metrics.values()),
                 }
             )
+        self._index_in_background(experiment, [r["run"] for r in runs])
         body = {
             "runs": runs,
             # The page's only list of metrics: its menu order and labels.
@@ -274,29 +296,104 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 f"Run {run!r} has no metric {metric!r}; it has "
                 f"{sorted(metrics, key=metadata.metric_order)}"
             )
-        series = self._read_series(ctx, experiment, run, metric, metrics[metric])
-        scale = metadata.METRICS[metric].scale if metric in metadata.METRICS else "signed"
-        # The recorded steps in [start_step, end_step].
-        lo = np.searchsorted(series.steps, start_step, side="left")
-        hi = np.searchsorted(series.steps, end_step, side="right")
-        steps, ranges, values = downsample(
-            series.steps[lo:hi], series.values[lo:hi], max_columns, scale
-        )
-        header = {
-            "run": run,
-            "metric": metric,
-            "layers": series.layers,
-            "total_steps": int(len(series.steps)),
-            "first_step": int(series.steps[0]) if len(series.steps) else None,
-            "last_step": int(series.steps[-1]) if len(series.steps) else None,
-            "range_steps": int(hi - lo),
-            "step_ranges": ranges,
-        }
+        time_series = metrics[metric]
+        series = self._read_series(ctx, experiment, run, metric, time_series)
         self._warm(ctx, experiment, run, metrics)
-        if encoding == "binary":
-            return _respond_binary(request, header, values, scale)
-        body = dict(header, steps=steps, values=values)
-        return http_util.Respond(request, to_json(body), "application/json")
+        key = (experiment, run, metric, time_series.max_step, time_series.max_wall_time,
+               start_step, end_step, max_columns, encoding)
+        with self._cache_lock:
+            body = self._rendered.get(key)
+            if body is not None:
+                self._rendered.move_to_end(key)
+        if body is None:
+            body = heatmap_body.render_heatmap(run, metric, series, start_step, end_step, max_columns, encoding)
+            with self._cache_lock:
+                self._rendered[key] = body
+                while len(self._rendered) > 1 and sum(
+                    len(b) for b in self._rendered.values()
+                ) > _RENDERED_BYTES:
+                    self._rendered.popitem(last=False)
+        mimetype = "application/octet-stream" if encoding == "binary" else "application/json"
+        return http_util.Respond(request, body, mimetype)
+
+    def _step_index(self, experiment, run):
+        """The `StepIndex` of a run's directory, or None if the run is not a
+        directory under `--logdir`."""
+        if not self._logdir or experiment:
+            return None
+        with self._cache_lock:
+            if run in self._indices:
+                return self._indices[run]
+        directory = self._logdir if run == "." else storage.join(self._logdir, *run.split("/"))
+        try:
+            index = step_index.StepIndex(directory) if storage.isdir(directory) else None
+        except (OSError, ImportError):
+            index = None
+        with self._cache_lock:
+            return self._indices.setdefault(run, index)
+
+    def _index_in_background(self, experiment, runs=None):
+        """Brings the step index of `runs` up to date in a background
+        thread (one at a time), so that a first click on a step finds it
+        built: a 100,000-step run takes about half a second to index.
+
+        Args:
+            experiment: The experiment id.
+            runs: Run names; None for every directory under the log dir
+                holding GradWatch's own event files (`*.gradwatch`), which
+                the plugin indexes as TensorBoard starts, while TensorBoard
+                loads them.
+        """
+        with self._cache_lock:
+            if self._indexing:
+                return
+            self._indexing = True
+
+        def index_all():
+            try:
+                for run in runs if runs is not None else _gradwatch_runs(self._logdir):
+                    index = self._step_index(experiment, run)
+                    if index is not None:
+                        try:
+                            index.update()
+                        except OSError:
+                            pass  # Its profile request falls back, or reports it.
+            finally:
+                with self._cache_lock:
+                    self._indexing = False
+
+        threading.Thread(target=index_all, name="gradwatch-index", daemon=True).start()
+
+    def _profile_from_files(self, experiment, run, step, metrics):
+        """`(layers, {metric: values})` at `step`, read from the run's event
+        files; None if the run has no step index or its files can't be read."""
+        index = self._step_index(experiment, run)
+        if index is None:
+            return None
+        try:
+            index.update()
+            events = index.events(step)  # in the order written: the last wins
+        except OSError:
+            return None
+        per_metric = {}
+        for event in events:
+            for value in event.summary.value:
+                metric = metadata.metric_from_tag(value.tag)
+                # Only what TensorBoard has read too: past a damaged record
+                # (which may end its reading) or a frame it has not reached
+                # yet, a heatmap would not show the step either.
+                if metric not in metrics or step > metrics[metric].max_step:
+                    continue
+                layers = _series_layers(run, metric, metrics[metric])
+                try:
+                    array = tensor_util.make_ndarray(value.tensor)
+                except (TypeError, ValueError):
+                    continue  # a damaged record
+                if array.dtype.kind in "fiu" and array.size == len(layers):
+                    per_metric[metric] = array.reshape(-1).astype(np.float32)
+        ordered = sorted(per_metric, key=metadata.metric_order)
+        layers = _series_layers(run, ordered[0], metrics[ordered[0]]) if ordered else None
+        return layers, {metric: per_metric[metric] for metric in ordered}
 
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
@@ -307,7 +404,32 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         metrics = self._run_tags(listing, run)
         if wanted is not None:
             metrics = _chosen_metrics(run, metrics, wanted)
+        # From the series if all are in memory (a heatmap was read: a few
+        # ms), else from the step's own record, else reading the series.
+        layers, per_metric = self._profile_from_series(
+            ctx, experiment, run, step, metrics, cached_only=True
+        )
+        if not per_metric:
+            layers, per_metric = self._profile_from_files(
+                experiment, run, step, metrics
+            ) or self._profile_from_series(ctx, experiment, run, step, metrics)
+        if not per_metric:
+            raise errors.NotFoundError(
+                f"Run {run!r} has no recorded step {step}"
+            )
+        body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
+        return http_util.Respond(request, to_json(body), "application/json")
+
+    def _profile_from_series(self, ctx, experiment, run, step, metrics, cached_only=False):
+        """`(layers, {metric: values})` at `step`, from the series (with
+        `cached_only`, `(None, {})` unless every one is in memory)."""
         layers, per_metric = None, {}
+        if cached_only:
+            with self._cache_lock:
+                cached = [self._cache.get((experiment, run, metric)) for metric in metrics]
+            versions = [(t.max_step, t.max_wall_time) for t in metrics.values()]
+            if not all(c is not None and c[0] == v for c, v in zip(cached, versions)):
+                return None, {}
         for metric in sorted(metrics, key=metadata.metric_order):
             series = self._read_series(
                 ctx, experiment, run, metric, metrics[metric]
@@ -316,12 +438,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             if row < len(series.steps) and series.steps[row] == step:
                 per_metric[metric] = series.values[row]
                 layers = layers or series.layers
-        if not per_metric:
-            raise errors.NotFoundError(
-                f"Run {run!r} has no recorded step {step}"
-            )
-        body = {"run": run, "step": step, "layers": layers, "metrics": per_metric}
-        return http_util.Respond(request, to_json(body), "application/json")
+        return layers, per_metric
 
     @werkzeug.wrappers.Request.application
     def _serve_findings(self, request):
@@ -399,6 +516,26 @@ def _static_path(name):
     if path is None or not os.path.isfile(path):
         raise errors.NotFoundError(f"No static file {name!r}")
     return path
+
+
+def _gradwatch_runs(logdir):
+    """The run names (TensorBoard's: paths relative to `logdir`, `.` for
+    itself) of the directories holding event files GradWatch wrote."""
+    try:
+        for directory, _, files in storage.walk(logdir):
+            if any("tfevents" in name and name.endswith(".gradwatch") for name in files):
+                yield directory[len(logdir):].strip("/" + os.sep).replace(os.sep, "/") or "."
+    except OSError:
+        return
+
+
+def _series_layers(run, metric, time_series):
+    """The layer names of a series, from its metadata; InvalidArgumentError
+    if that is not GradWatch's."""
+    try:
+        return metadata.parse_plugin_content(time_series.plugin_content)["layers"]
+    except ValueError as e:
+        raise errors.InvalidArgumentError(f"Run {run!r}, metric {metric!r}: {e}") from e
 
 
 def _latest(series, other):
@@ -508,13 +645,16 @@ def _series_of(data, layers):
             steps.append(datum.step)
             rows.append(array.reshape(-1))
     if not steps:
-        return Series(np.zeros(0, np.int64), np.zeros((0, len(layers)), np.float32), layers)
-    steps = np.asarray(steps, dtype=np.int64)
-    # The last occurrence of each step, in step order.
+        return _latest_per_step(np.zeros(0, np.int64), np.zeros((0, len(layers))), layers)
+    return _latest_per_step(np.asarray(steps, dtype=np.int64), np.stack(rows), layers)
+
+
+def _latest_per_step(steps, values, layers):
+    """A `Series` of `values` [T, layers] at `steps` [T], in step order; a
+    step written twice keeps its later row."""
     unique, last_from_end = np.unique(steps[::-1], return_index=True)
     rows_kept = len(steps) - 1 - last_from_end
-    values = np.stack(rows).astype(np.float32, copy=False)[rows_kept]
-    return Series(unique, values, layers)
+    return Series(unique, values.astype(np.float32, copy=False)[rows_kept], layers)
 
 
 def _cache_bytes(cache):
@@ -523,158 +663,3 @@ def _cache_bytes(cache):
         for _, value in cache.values()
         if isinstance(value, Series)
     )
-
-
-# Codes of the binary heatmap (`quantise`): 0..CODE_LEVELS-1 are values,
-# the rest the values no scale can place.
-CODE_LEVELS = 65532
-CODE_ZERO = 65532  # exactly 0 on a log10 encoding
-CODE_NEG_INF = 65533
-CODE_POS_INF = 65534
-CODE_NAN = 65535
-
-
-def quantise(values, scale):
-    """Encodes float values as uint16 codes with their scale.
-
-    Metrics coloured on a log scale (`"log"`, `"ratio"`) whose finite values
-    are all >= 0 are encoded on log10 (0 gets `CODE_ZERO`); the rest linearly,
-    from a whole number of steps below 0 (so 0 stays 0). Integers spanning fewer than `CODE_LEVELS` values (counts) are encoded
-    exactly. NaN, +Inf and -Inf get codes of their own.
-
-    Args:
-        values: Float array of any shape.
-        scale: The metric's colour scale (`metadata.MetricInfo.scale`).
-
-    Returns:
-        `(codes, encoding)`: a uint16 array of `values`' shape, and
-        `{"transform": "log10" | "linear", "offset", "step"}`: a code `c`
-        below `CODE_LEVELS` stands for `offset + c * step`, raised to the power
-        of 10 for `"log10"`. Each value is within `step / 2` of its code's in
-        that (transformed) space.
-
-    Example:
-
-    >>> codes, enc = quantise(np.array([1.0, 100.0, np.nan]), "log")
-    >>> codes.tolist(), enc["transform"]
-    ([0, 65530, 65535], 'log10')
-    """
-    values = np.asarray(values, dtype=np.float64)
-    codes = np.full(values.shape, CODE_NAN, dtype=np.uint16)
-    codes[values == np.inf] = CODE_POS_INF
-    codes[values == -np.inf] = CODE_NEG_INF
-    finite = np.isfinite(values)
-    shown = values[finite]
-    transform = "linear"
-    if scale in ("log", "ratio") and shown.size and shown.min() >= 0:
-        transform = "log10"
-        codes[finite & (values == 0)] = CODE_ZERO
-        finite &= values > 0
-        shown = np.log10(values[finite])
-    if not shown.size:
-        return codes, {"transform": transform, "offset": 0.0, "step": 1.0}
-    low, span = float(shown.min()), float(shown.max() - shown.min())
-    if transform == "linear" and span < CODE_LEVELS and np.all(shown == np.rint(shown)):
-        step = 1.0  # counts, exactly
-    else:
-        step = span / (CODE_LEVELS - 2) or 1.0
-    # A whole number of steps below 0, so that a linear 0 decodes to 0.
-    offset = float(np.floor(low / step) * step)
-    codes[finite] = np.clip(np.rint((shown - offset) / step), 0, CODE_LEVELS - 1)
-    return codes, {"transform": transform, "offset": offset, "step": step}
-
-
-def _respond_binary(request, header, values, scale):
-    """The heatmap as `application/octet-stream`: a little-endian uint32
-    header length, the JSON header (padded with spaces to a multiple of 4
-    bytes), then the uint16 codes of `values`, column by column (see
-    docs/http_api.md)."""
-    codes, encoding = quantise(values, scale)
-    encoding.update(
-        zero=CODE_ZERO, neg_inf=CODE_NEG_INF, pos_inf=CODE_POS_INF, nan=CODE_NAN
-    )
-    text = to_json(dict(header, columns=int(codes.shape[0]), encoding=encoding))
-    head = text.encode("utf-8")
-    head += b" " * (-(4 + len(head)) % 4)
-    body = b"".join(
-        [np.uint32(len(head)).astype("<u4").tobytes(), head,
-         codes.astype("<u2").tobytes()]
-    )
-    return http_util.Respond(request, body, "application/octet-stream")
-
-
-def to_json(value):
-    """JSON text of a response body, with float arrays written fast.
-
-    TensorBoard's `Respond` would walk every float of a 1000 x 200 heatmap in
-    Python to spell NaN and Infinity as strings; here numpy writes each
-    float array at once, in the shortest text that round-trips its float32
-    value (what the callback recorded), with the same "NaN", "Infinity" and
-    "-Infinity" strings.
-
-    Args:
-        value: Dicts, lists, strings, numbers and numpy arrays.
-
-    Returns:
-        A `str`.
-    """
-    if isinstance(value, np.ndarray):
-        if value.dtype.kind != "f":
-            return json.dumps(value.tolist())
-        return _float_array_json(value.astype(np.float32, copy=False))
-    if isinstance(value, dict):
-        return "{" + ",".join(
-            f"{json.dumps(str(k))}:{to_json(v)}" for k, v in value.items()
-        ) + "}"
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(to_json(v) for v in value) + "]"
-    return json.dumps(json_util.Cleanse(value))
-
-
-def _float_array_json(array):
-    text = array.astype("<U32")
-    text[np.isnan(array)] = '"NaN"'
-    text[np.isposinf(array)] = '"Infinity"'
-    text[np.isneginf(array)] = '"-Infinity"'
-    return _nested(text)
-
-
-def _nested(text):
-    if text.ndim == 0:
-        return str(text)
-    if text.ndim == 1:
-        return "[" + ",".join(text.tolist()) + "]"
-    return "[" + ",".join(_nested(row) for row in text) + "]"
-
-
-def downsample(steps, values, max_columns, scale):
-    """Merges consecutive recorded steps into at most `max_columns` columns.
-
-    Args:
-        steps: Sorted int array of recorded steps, length T.
-        values: Float array [T, layers].
-        max_columns: The most columns to return.
-        scale: The metric's colour scale (see `metadata.MetricInfo`):
-            "fraction" and "count" keep each column's max (the worst value);
-            other metrics keep the real value at the column's last step.
-
-    Returns:
-        `(steps, step_ranges, values)`: each column's last step, its
-        `[first, last]` steps, and its values [columns, layers].
-    """
-    total = len(steps)
-    if total <= max_columns:
-        ranges = np.stack([steps, steps], axis=1) if total else np.zeros((0, 2), np.int64)
-        return steps, ranges, values
-    edges = np.linspace(0, total, max_columns + 1).astype(np.int64)
-    starts, ends = edges[:-1], edges[1:]
-    keep = ends > starts
-    starts, ends = starts[keep], ends[keep]
-    if scale in ("fraction", "count"):
-        # fmax ignores NaN unless every value of the column is NaN.
-        reduced = np.fmax.reduceat(values, starts, axis=0)
-    else:
-        reduced = values[ends - 1]
-    ranges = np.stack([steps[starts], steps[ends - 1]], axis=1)
-    return steps[ends - 1], ranges, reduced
-

@@ -12,8 +12,14 @@ def decode_binary_heatmap(data):
     (length,) = np.frombuffer(data[:4], "<u4")
     assert (4 + length) % 4 == 0
     header = json.loads(data[4 : 4 + length].decode("utf-8"))
-    codes = np.frombuffer(data[4 + length :], "<u2").astype(np.int64)
     enc = header["encoding"]
+    cells = header["columns"] * len(header["layers"])
+    bits = enc["bits"]
+    assert len(data) == 4 + length + (cells * bits + 7) // 8
+    # Code i is bits i*bits .. (i+1)*bits-1 of the stream, least significant first.
+    stream = np.unpackbits(np.frombuffer(data[4 + length :], np.uint8), bitorder="little")
+    weights = 2 ** np.arange(bits, dtype=np.int64)
+    codes = stream[: cells * bits].reshape(cells, bits).astype(np.int64) @ weights
     real = enc["offset"] + codes * enc["step"]
     if enc["transform"] == "log10":
         real = 10.0**real

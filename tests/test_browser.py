@@ -564,3 +564,92 @@ def test_the_keyboard_reaches_every_control_and_moves_the_heatmap_cursor(tensorb
     # Tab leaves the heatmap: the cursor goes with it.
     page.keyboard.press("Tab")
     assert wait_until(page, lambda: not tooltip.is_visible())
+
+
+# -- the zoom's edges ------------------------------------------------------------
+
+SPARSE_EVERY = 10
+
+
+@pytest.fixture(scope="module")
+def sparse_tensorboard(tmp_path_factory):
+    """A run recording one step in ten (`update_freq=10`): a zoom's edges
+    fall between recorded steps."""
+    root = tmp_path_factory.mktemp("sparse_logs")
+    writer = SummaryWriter(str(root / "sparse"), ["first", "second", "third"])
+    for step in range(0, 20_000, SPARSE_EVERY):
+        writer.write_step(step, {"activation_mean": [float(step % 997), 1.0, -1.0]})
+    writer.close()
+    with TensorBoardProcess(root) as tb:
+        tb.wait_for(lambda: b"19990" in tb.get("data/plugin/gradwatch/runs")[1], timeout=60)
+        yield tb
+
+
+def background_columns(frame):
+    """Pixel columns of the heatmap with a vertical run of at least 8 pixels
+    in the colour of its empty body (#f3f3f3): a band of the step axis drawn
+    without data (a stray anti-aliased pixel of text does not count)."""
+    return frame.locator("canvas.gw-heatmap").first.evaluate(
+        """c => {
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0;
+            for (let x = 0; x < c.width; x++) {
+                let run = 0, longest = 0;
+                for (let y = 0; y < c.height; y++) {
+                    const i = 4 * (y * c.width + x);
+                    run = d[i] === 243 && d[i+1] === 243 && d[i+2] === 243 ? run + 1 : 0;
+                    longest = Math.max(longest, run);
+                }
+                if (longest >= 8) n++;
+            }
+            return n;
+        }"""
+    )
+
+
+def test_a_zoom_between_recorded_steps_has_data_up_to_its_edges(sparse_tensorboard, screenshots):
+    with open_tab(sparse_tensorboard.url + "#gradwatch") as page:
+        frame = frame_of(page)
+        meta = frame.locator("section.gw-panel .gw-panel-meta").first
+        assert wait_until(page, lambda: "2,000 recorded steps" in meta.inner_text(), timeout=60)
+        assert wait_until(page, lambda: painted_pixels(frame) > 20)
+        assert background_columns(frame) == 0
+        canvas = frame.locator("canvas.gw-heatmap").first
+        width = canvas.bounding_box()["width"]
+        # About 50 recorded steps: each column some 25 pixels wide.
+        drag(page, canvas, width * 0.403, width * 0.43)
+        assert wait_until(page, lambda: "of them in view" in meta.inner_text(), timeout=30)
+        page.wait_for_timeout(500)
+        page.screenshot(path=os.path.join(screenshots, "zoom_between_recorded_steps.png"))
+        assert background_columns(frame) == 0
+
+
+# -- the binary heatmap, decoded by the page ------------------------------------
+
+
+def test_the_page_decodes_the_binary_heatmap_as_documented(tensorboard, page):
+    """`api.js` decodes the packed codes to the values an independent
+    decoder of docs/http_api.md's format reads (NaN and +-Infinity too)."""
+    from heatmap_format import decode_binary_heatmap
+    import numpy as np
+
+    frame_of(page)
+    plugin = next(f for f in page.frames if "plugin_entry.html?name=gradwatch" in f.url)
+    for run, metric in (("sigmoid", "gradient_var"), ("relu", "dead_units"), ("relu", "saturation_fraction"),
+                        (HOSTILE_RUN, "activation_var")):
+        query = urllib.parse.urlencode({"run": run, "metric": metric, "max_columns": 37, "format": "binary"})
+        status, body = tensorboard.get(f"data/plugin/gradwatch/heatmap?{query}")
+        assert status == 200
+        header, expected = decode_binary_heatmap(body)
+        decoded = plugin.evaluate(
+            """async (query) => {
+                const api = await import('/data/plugin/gradwatch/static/api.js');
+                const response = await fetch('/data/plugin/gradwatch/heatmap?' + query);
+                const { values } = api.decodeBinaryHeatmap(await response.arrayBuffer());
+                return Array.from(values, (v) => Number.isFinite(v) ? v : String(v));
+            }""",
+            query,
+        )
+        special = {"NaN": np.nan, "Infinity": np.inf, "-Infinity": -np.inf}
+        got = np.array([special[v] if isinstance(v, str) else v for v in decoded], float)
+        np.testing.assert_allclose(got, expected.reshape(-1), rtol=1e-12, atol=0)

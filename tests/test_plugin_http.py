@@ -17,7 +17,8 @@ from tensorboard.plugins import base_plugin
 
 from gradwatch_tensorboard import loader, metadata
 from gradwatch_tensorboard import plugin as plugin_module
-from gradwatch_tensorboard.plugin import GradWatchPlugin, downsample
+from gradwatch_tensorboard.heatmap_body import downsample, pack_codes, to_json
+from gradwatch_tensorboard.plugin import GradWatchPlugin
 from gradwatch_tensorboard.summary import SummaryWriter
 from heatmap_format import decode_binary_heatmap
 from runs import HOSTILE_LAYERS, HOSTILE_RUN, write_gallery
@@ -41,9 +42,10 @@ def log_root(tmp_path_factory):
     return root
 
 
-def make_client(log_root):
+def make_client(log_root, logdir=True):
     """The plugin inside a real TensorBoard WSGI app, reading via a data provider
-    sampled the way GradWatch's loader configures TensorBoard."""
+    sampled the way GradWatch's loader configures TensorBoard; without
+    `logdir` its context names no log dir (as with `--logdir_spec`)."""
     flags = argparse.Namespace(samples_per_plugin={})
     loader.GradWatchLoader().fix_flags(flags)
     multiplexer = plugin_event_multiplexer.EventMultiplexer(
@@ -52,7 +54,7 @@ def make_client(log_root):
     multiplexer.AddRunsFromDirectory(str(log_root))
     multiplexer.Reload()
     provider = data_provider.MultiplexerDataProvider(multiplexer, str(log_root))
-    context = base_plugin.TBContext(logdir=str(log_root), data_provider=provider)
+    context = base_plugin.TBContext(logdir=str(log_root) if logdir else None, data_provider=provider)
     plugin = loader.GradWatchLoader().load(context)
     app = application.TensorBoardWSGI([plugin], data_provider=provider)
     client = werkzeug.test.Client(app, werkzeug.wrappers.Response)
@@ -60,10 +62,10 @@ def make_client(log_root):
     return client
 
 
-def client_counting_reads(log_root):
+def client_counting_reads(log_root, logdir=True):
     """`(client, reads)`: a client whose data provider appends the tags of
     every `read_tensors` call to `reads`."""
-    client = make_client(log_root)
+    client = make_client(log_root, logdir)
     reads = []
     provider = client.plugin._data_provider
     read_tensors = provider.read_tensors
@@ -134,6 +136,23 @@ def test_every_step_of_a_long_run_reaches_the_heatmap(client):
     assert [row[1] for row in body["values"]] == list(map(float, range(LONG_STEPS)))
 
 
+@pytest.mark.parametrize(
+    "start, end, steps",
+    [
+        (6, 12, [6, 9, 12]),  # recorded edges: exactly the range
+        (4, 12, [3, 6, 9, 12]),  # 4 lies in step 3's column (3 to 6)
+        (4, 5, [3]),  # between two recorded steps: the column over them
+        (0, 2, [0]),
+        ((LONG_STEPS - 1) * 3 + 1, (LONG_STEPS - 1) * 3 + 9, []),  # after the last
+    ],
+)
+def test_a_step_range_starts_with_the_column_that_covers_it(client, start, end, steps):
+    body = get_json(client, "heatmap", run="long", metric="activation_var", start_step=start, end_step=end)
+    assert body["steps"] == steps
+    assert body["range_steps"] == len(steps)
+    assert [row[1] for row in body["values"]] == [float(s // 3) for s in steps]
+
+
 def test_heatmap_downsamples_on_the_server(client):
     body = get_json(client, "heatmap", run="long", metric="dead_fraction", max_columns=100)
     assert len(body["steps"]) == 100
@@ -165,18 +184,23 @@ def test_profile_gives_every_metric_across_layers(client, log_root):
     )
 
 
-def test_profile_reads_only_the_metrics_asked_for(log_root):
+@pytest.mark.parametrize("logdir, series_read", [(True, 0), (False, 2)])
+def test_profile_reads_only_the_metrics_asked_for(log_root, logdir, series_read):
+    """With a log dir the step is read from the event files (no series
+    through TensorBoard); without one, only the two series asked for."""
     import gradwatch
 
-    client, reads = client_counting_reads(log_root)
+    client, reads = client_counting_reads(log_root, logdir)
     recorded = gradwatch.load(str(log_root / "relu"))
     step = int(recorded.steps[2])
     body = get_json(client, "profile", run="relu", step=step, metrics="gradient_var,activation_var")
-    assert set(body["metrics"]) == {"activation_var", "gradient_var"}
-    assert len(reads) == 2
-    np.testing.assert_array_equal(
-        np.array(body["metrics"]["gradient_var"], dtype=np.float32), recorded.metric("gradient_var")[2]
-    )
+    assert list(body["metrics"]) == ["activation_var", "gradient_var"]
+    assert body["layers"] == recorded.layers
+    assert len(reads) == series_read
+    for metric in body["metrics"]:
+        np.testing.assert_array_equal(
+            np.array(body["metrics"][metric], dtype=np.float32), recorded.metric(metric)[2]
+        )
 
 
 @pytest.mark.parametrize(
@@ -318,7 +342,7 @@ def test_a_growing_run_is_read_ahead_once(tmp_path):
 @settings(max_examples=200, deadline=None)
 @given(hnp.arrays(np.float32, hnp.array_shapes(min_dims=1, max_dims=2, max_side=6)))
 def test_float_arrays_round_trip_through_the_json_encoding(array):
-    decoded = json.loads(plugin_module.to_json({"values": array}))["values"]
+    decoded = json.loads(to_json({"values": array}))["values"]
     as_float32 = np.array(decoded, dtype=np.float32).reshape(array.shape)
     np.testing.assert_array_equal(as_float32, array)  # NaN where NaN, +-inf too
 
@@ -341,15 +365,17 @@ def test_a_step_range_is_downsampled_to_its_columns(client):
     body = get_json(
         client, "heatmap", run="long", metric="dead_fraction", start_step=301, end_step=3000, max_columns=10
     )
-    assert body["range_steps"] == len(range(303, 3001, 3))
+    # From 300, whose column (300 to 303) covers 301.
+    assert body["range_steps"] == len(range(300, 3001, 3))
     assert len(body["steps"]) == 10
-    assert body["step_ranges"][0][0] == 303 and body["step_ranges"][-1][1] == 3000
+    assert body["step_ranges"][0][0] == 300 and body["step_ranges"][-1][1] == 3000
     # Every column of 90 recorded steps holds a step whose value is 0.9.
     assert all(row[1] == pytest.approx(0.9) for row in body["values"])
 
 
 def test_a_step_range_without_recorded_steps_is_empty(client):
-    body = get_json(client, "heatmap", run="long", metric="activation_var", start_step=301, end_step=302)
+    last = (LONG_STEPS - 1) * 3
+    body = get_json(client, "heatmap", run="long", metric="activation_var", start_step=last + 1, end_step=last + 2)
     assert body["steps"] == [] and body["values"] == [] and body["range_steps"] == 0
 
 
@@ -420,13 +446,19 @@ def test_the_binary_heatmap_holds_the_json_values(special_values_root, metric):
         assert enc["transform"] == "log10"
         error = np.abs(np.log10(values[finite]) - np.log10(expected[finite]))
         assert error.max() <= enc["step"] / 2 + 1e-12
-        assert enc["step"] <= 14.1 / 65531  # 16 bits over the 14 decades recorded
+        assert enc["bits"] == 14 and enc["step"] <= 14.1 / (2**14 - 6)  # 14 bits over the 14 decades recorded
     else:
         assert enc["transform"] == "linear"
-        assert np.abs(values[finite] - expected[finite]).max() <= enc["step"] / 2 + 1e-12
+        error = np.abs(values[finite] - expected[finite])
+        near_zero = np.abs(expected[finite]) < enc["step"] / 2  # -1e-4 at 14 bits
+        assert near_zero.any()
+        assert error[~near_zero].max() <= enc["step"] / 2 + 1e-12
+        # Near 0, one step away from it, on its side.
+        assert error[near_zero].max() <= enc["step"] + 1e-12
+        np.testing.assert_array_equal(np.sign(values[finite]), np.sign(expected[finite]))
 
 
-def test_the_binary_heatmap_of_500_layers_by_1000_columns_fits_in_a_mebibyte(tmp_path):
+def test_the_binary_heatmap_of_500_layers_by_1000_columns_fits_in_a_megabyte(tmp_path):
     names = [f"dense_{i}" for i in range(499)] + ["head"]
     writer = SummaryWriter(str(tmp_path / "wide"), names)
     rng = np.random.default_rng(0)
@@ -437,7 +469,7 @@ def test_the_binary_heatmap_of_500_layers_by_1000_columns_fits_in_a_mebibyte(tmp
     data = get_binary(client, run="wide", metric="gradient_var", max_columns=1000)
     header, values = decode_binary_heatmap(data)
     assert values.shape == (1000, 500)
-    assert len(data) <= 2**20
+    assert len(data) <= 1_000_000
     json_size = len(client.get(PREFIX + "heatmap", query_string={"run": "wide", "metric": "gradient_var"}).get_data())
     assert json_size > 5 * len(data)
 
@@ -470,3 +502,14 @@ def test_a_sampling_hint_reaches_the_data_provider(log_root):
     sampled = werkzeug.test.Client(app, werkzeug.wrappers.Response)
     body = get_json(sampled, "heatmap", run="long", metric="activation_var", max_columns=5000)
     assert len(body["steps"]) == 40 and body["steps"][-1] == (LONG_STEPS - 1) * 3
+
+
+def test_codes_pack_into_a_little_endian_bit_stream():
+    codes = np.array([0x3FFF, 1, 0x2AAA, 5], dtype=np.uint16)
+    # The stream as one integer: code i at bit 14 * i.
+    def stream(codes):
+        return sum(int(c) << (14 * i) for i, c in enumerate(codes))
+
+    assert pack_codes(codes, 14) == stream(codes).to_bytes(7, "little")
+    assert pack_codes(codes[:3], 14) == stream(codes[:3]).to_bytes(6, "little")  # 42 bits, padded
+    assert pack_codes(codes, 16) == codes.astype("<u2").tobytes()

@@ -44,7 +44,13 @@ def served_steps(log_root, *flags):
             # Each column is one recorded step, holding its recorded value.
             assert len(body["steps"]) == body["range_steps"]
             assert [row[0] for row in body["values"]] == [s / 2 for s in body["steps"]]
-            steps += body["steps"]
+            tile = body["steps"]
+            if tile and tile[0] < start:
+                # `start` was not kept: the range begins with the kept step
+                # whose column covers it, the previous range's last.
+                assert tile[0] == steps[-1]
+                tile = tile[1:]
+            steps += tile
             total.add(body["total_steps"])
     assert total == {len(steps)}
     return steps

@@ -1,5 +1,5 @@
-"""`benchmarks/soak.py` runs end to end, and the callback holds no state that
-grows with the number of recorded steps.
+"""The soak (`benchmarks/soak.py` and its parts) runs end to end, and the
+callback holds no state that grows with the number of recorded steps.
 
 The soak's figures (RSS slopes, latencies) are never asserted here: timings
 and RSS on a shared test machine mean nothing. What is asserted can fail for
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from benchmarks import soak
+from benchmarks import memory_probes, soak, soak_memory, soak_plugin
 
 # Recorded steps at which the check looks: after the findings window (64
 # rows) is full and the first evaluations have run. Python allocations are
@@ -63,10 +63,10 @@ def test_synthetic_run_reads_back_as_written(tmp_path):
     import gradwatch
 
     run = tmp_path / "run"
-    soak.write_synthetic_run(str(run), 120, 10, progress=False)
+    soak_plugin.write_synthetic_run(str(run), 120, 10, progress=False)
     recording = gradwatch.load(str(run))
     assert recording.steps.tolist() == list(range(120))
-    assert recording.layers == soak.layer_names(10)
+    assert recording.layers == soak_plugin.layer_names(10)
     assert set(recording.metrics) == set(gradwatch.METRIC_NAMES)
     var = recording.metric("activation_var")
     assert np.isnan(var).any() and np.isfinite(var).mean() > 0.99
@@ -82,15 +82,15 @@ def test_container_census_and_growth():
     holder = Holder()
     holder.rows = []
     holder.window = {"a": [1, 2], "b": [3]}
-    first = soak.container_sizes(holder, "h")
+    first = memory_probes.container_sizes(holder, "h")
     assert first["h.rows"] == 0 and first["h.window"] == 2
     assert first["h.window[*]"] == 3
     holder.rows.append(1)
-    second = soak.container_sizes(holder, "h")
+    second = memory_probes.container_sizes(holder, "h")
     holder.rows.append(2)
     holder.window["a"].pop()
-    third = soak.container_sizes(holder, "h")
-    assert soak.growing_containers([first, second, third]) == {"h.rows": [0, 1, 2]}
+    third = memory_probes.container_sizes(holder, "h")
+    assert memory_probes.growing_containers([first, second, third]) == {"h.rows": [0, 1, 2]}
 
 
 # -- the bounded-memory check -------------------------------------------------
@@ -99,15 +99,15 @@ def test_container_census_and_growth():
 def watch_memory(log_dir, layers=5):
     """Part A of the soak, small: GradWatch(update_freq=1) on a `layers`-deep
     MLP for `CHECK_STEPS[-1]` recorded steps, sampled at `CHECK_STEPS`, the
-    Python heap traced with `soak.TRACE_FRAMES` frames from `TRACE_FROM`.
+    Python heap traced with `memory_probes.TRACE_FRAMES` frames from `TRACE_FROM`.
 
     Returns:
-        `soak.measure_memory`'s result.
+        `soak_memory.measure_memory`'s result.
     """
-    return soak.measure_memory(
+    return soak_memory.measure_memory(
         CHECK_STEPS[-1], layers, log_dir, warmup=CHECK_STEPS[0],
         sampler_every=CHECK_STEPS[1] - CHECK_STEPS[0], progress=False,
-        heap_frames=soak.TRACE_FRAMES, trace_from=TRACE_FROM,
+        heap_frames=memory_probes.TRACE_FRAMES, trace_from=TRACE_FROM,
     )
 
 
@@ -126,7 +126,7 @@ def test_callback_holds_nothing_that_grows_with_steps(tmp_path):
     sample, and Python memory allocated under gradwatch code (traced since
     step `TRACE_FROM`) grows by no more than `HEAP_SLACK_BYTES`."""
     result = watch_memory(str(tmp_path / "run"))
-    assert result["heap_frames"] == soak.TRACE_FRAMES
+    assert result["heap_frames"] == memory_probes.TRACE_FRAMES
     assert [s["step"] for s in result["samples"]] == list(CHECK_STEPS)
     assert result["recorded_steps"] == CHECK_STEPS[-1]
     assert result["watched_layers"] == 5
@@ -139,7 +139,7 @@ def test_callback_holds_nothing_that_grows_with_steps(tmp_path):
     )
     # The census did look inside: the findings window is there, and full.
     assert result["samples"][-1]["callback_containers"] > 0
-    report = soak.memory_report(result)
+    report = soak_memory.memory_report(result)
     assert "| series |" in report and "projected over 100,000 steps" in report
     for series in ("rss", "python heap", "gradwatch heap", "event file"):
         assert math.isfinite(result["slopes"][series]["per_step"]), series

@@ -37,7 +37,8 @@ export async function getJSON(path, params) {
 
 /**
  * GET ./heatmap in its binary format (docs/http_api.md): a little-endian
- * uint32 header length, the JSON header, then one uint16 code per cell.
+ * uint32 header length, the JSON header, then one `encoding.bits`-bit code
+ * per cell, packed least significant bit first.
  * Returns {header, values: Float64Array (columns x layers), bytes}.
  */
 export async function getHeatmap(params) {
@@ -57,15 +58,17 @@ export function decodeBinaryHeatmap(buffer) {
     throw new ApiError('invalid heatmap header', 200);
   }
   const enc = header.encoding || {};
+  const bits = Number(enc.bits);
+  if (!(bits >= 1 && bits <= 16)) throw new ApiError('invalid heatmap header', 200);
   const cells = (Number(header.columns) || 0) * (Array.isArray(header.layers) ? header.layers.length : 0);
   const start = 4 + headLength;
-  if (buffer.byteLength < start + 2 * cells) throw new ApiError('truncated heatmap', 200);
+  if (buffer.byteLength < start + Math.ceil((cells * bits) / 8)) throw new ApiError('truncated heatmap', 200);
   const offset = Number(enc.offset);
   const step = Number(enc.step);
   const log = enc.transform === 'log10';
-  // One decoded value per code, computed once (65,536 entries).
-  const table = new Float64Array(65536);
-  for (let c = 0; c < 65536; c++) {
+  // One decoded value per code, computed once.
+  const table = new Float64Array(2 ** bits);
+  for (let c = 0; c < table.length; c++) {
     const t = offset + c * step;
     table[c] = log ? Math.pow(10, t) : t;
   }
@@ -73,8 +76,22 @@ export function decodeBinaryHeatmap(buffer) {
   table[enc.pos_inf] = Infinity;
   table[enc.neg_inf] = -Infinity;
   if (log) table[enc.zero] = 0;
+  const bytes = new Uint8Array(buffer, start);
+  const mask = 2 ** bits - 1;
   const values = new Float64Array(cells);
-  for (let i = 0; i < cells; i++) values[i] = table[view.getUint16(start + 2 * i, true)];
+  // A bit reservoir: at most bits + 7 <= 23 bits wait in `pending`.
+  let pending = 0;
+  let held = 0;
+  let at = 0;
+  for (let i = 0; i < cells; i++) {
+    while (held < bits) {
+      pending |= bytes[at++] << held;
+      held += 8;
+    }
+    values[i] = table[pending & mask];
+    pending >>>= bits;
+    held -= bits;
+  }
   return { header, values, bytes: buffer.byteLength };
 }
 
