@@ -18,6 +18,9 @@ parameters, and docs/http_api.md documents every parameter, field and error):
 - `profile?run=R&step=S[&metrics=M1,M2]`: every metric (or the ones named)
   across layers at one recorded step. The page asks for the two it draws: on
   a long run each series not yet in memory takes about half a second to read.
+- `distribution?run=R&name=N&layer=L` and `distribution_step?run=R&name=N`:
+  the recorded distributions (histograms, per-unit shares), by
+  `distributions.DistributionRoutes`.
 - `findings?run=R`: the latest findings document the callback wrote for the
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
@@ -40,7 +43,7 @@ from tensorboard import errors, plugin_util
 from tensorboard.backend import http_util, json_util
 from tensorboard.plugins import base_plugin
 
-from . import findings_document, metadata
+from . import distributions, findings_document, metadata
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
 DEFAULT_MAX_COLUMNS = 1000
@@ -62,6 +65,7 @@ ROUTES = {
     "/heatmap": ("run", "metric", "max_columns", "start_step", "end_step", "format"),
     "/profile": ("run", "step", "metrics"),
     "/findings": ("run",),
+    **distributions.ROUTES,
     "/static/*": (),
 }
 
@@ -80,6 +84,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._cache_lock = threading.Lock()
         self._series_locks = {}
         self._warmed = set()
+        self._distributions = distributions.DistributionRoutes(
+            self._listing, context.data_provider, self._samples
+        )
 
     def get_plugin_apps(self):
         handlers = {
@@ -87,6 +94,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             "/heatmap": self._serve_heatmap,
             "/profile": self._serve_profile,
             "/findings": self._serve_findings,
+            **self._distributions.handlers(),
             "/static/*": self._serve_static,
         }
         return {route: _checked(route, handlers[route]) for route in ROUTES}
@@ -234,6 +242,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     "layers": layers,
                     "metrics": sorted(metrics, key=metadata.metric_order),
                     "last_step": max(s.max_step for s in metrics.values()),
+                    "distributions": distributions.names_in(listing[run]),
                 }
             )
         body = {
