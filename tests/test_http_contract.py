@@ -107,6 +107,9 @@ PAGE_READS = [
     ("profile.js", "setData", "json", "", "/profile"),
     ("findings.js", "refresh", "json", "", "/findings"),
     ("findings.js", "decodeFinding", "f", "findings[].", "/findings"),
+    ("units.js", "decodeUnits", "json", "", "/distribution"),
+    ("distribution.js", "showTime", "json", "", "/distribution"),
+    ("distribution.js", "showDepth", "json", "", "/distribution_step"),
 ]
 
 
