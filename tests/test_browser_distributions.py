@@ -136,22 +136,34 @@ def test_the_keyboard_reaches_the_cards_controls(tensorboard):
         assert wait_until(page, lambda: frame.locator(".gw-dist-layer-name").inner_text() == "wide")
 
 
+def card_screenshot(tb, hash_part, path, width):
+    with open_tab(f"{tb.url}#gradwatch&{hash_part}", viewport={"width": width, "height": 1100}) as page:
+        frame = card_of(page)
+        page.wait_for_timeout(3000)
+        frame.locator("#gw-distributions").scroll_into_view_if_needed()
+        frame.locator("#gw-distributions").screenshot(path=path)
+
+
 @pytest.mark.skipif(not os.environ.get("GRADWATCH_GALLERY"), reason="maintainer tool")
-def test_readme_screenshots():
-    """Regenerates docs/distributions.png and docs/units.png from a gallery
-    trained with distributions (GRADWATCH_GALLERY=<logdir>)."""
+def test_readme_screenshots(tmp_path):
+    """Regenerates docs/distributions.png (every layer's output histogram of
+    the saturating sigmoid run beside the He-initialised ReLU run) and
+    docs/units.png (a ReLU layer's units) from a gallery trained with
+    distributions: GRADWATCH_GALLERY=<logdir> pytest -k readme."""
+    image = pytest.importorskip("PIL.Image")
     here = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     sigmoid, relu = "12_sigmoid_unit_normal_saturating", "03_relu_he_init"
     with TensorBoardProcess(os.environ["GRADWATCH_GALLERY"]) as tb:
         tb.wait_for(lambda: relu.encode() in tb.get("data/plugin/gradwatch/runs")[1])
-        for name, hash_part in [
-            ("distributions", f"gw_run={sigmoid}&gw_dist=depth&gw_dist_name=activation_histogram"),
-            ("units", f"gw_run={relu}&gw_dist=units&gw_dist_name=unit_activity&gw_dist_layer=hidden_06"),
-        ]:
-            with open_tab(f"{tb.url}#gradwatch&{hash_part}", viewport={"width": 1400, "height": 1100}) as page:
-                frame = card_of(page)
-                page.wait_for_timeout(3000)
-                frame.locator("#gw-distributions").scroll_into_view_if_needed()
-                path = os.path.join(here, "docs", f"{name}.png")
-                frame.locator("#gw-distributions").screenshot(path=path)
-                assert os.path.getsize(path) > 10_000
+        halves = []
+        for run in (sigmoid, relu):
+            halves.append(str(tmp_path / f"{run}.png"))
+            card_screenshot(tb, f"gw_run={run}&gw_dist=depth&gw_dist_name=activation_histogram", halves[-1], 700)
+        left, right = (image.open(p) for p in halves)
+        both = image.new("RGB", (left.width + right.width, max(left.height, right.height)), "white")
+        both.paste(left, (0, 0))
+        both.paste(right, (left.width, 0))
+        both.save(os.path.join(here, "docs", "distributions.png"))
+        units = os.path.join(here, "docs", "units.png")
+        card_screenshot(tb, f"gw_run={relu}&gw_dist=units&gw_dist_name=unit_activity&gw_dist_layer=hidden_06", units, 1400)
+        assert os.path.getsize(units) > 10_000

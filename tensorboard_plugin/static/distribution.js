@@ -79,6 +79,8 @@ export class DistributionCard {
     this.el.hidden = true;
     const head = el('div', 'gw-card-head');
     const title = el('div', 'gw-dist-title', 'Distributions');
+    this.runName = el('div', 'gw-dist-run');
+    title.appendChild(this.runName);
     const controls = el('div', 'gw-dist-controls');
     this.view = el('select');
     this.view.id = 'gw-dist-view';
@@ -118,6 +120,7 @@ export class DistributionCard {
     this.el.hidden = !names.length;
     if (!names.length) return;
     this.run = info.run;
+    this.runName.textContent = info.run;
     this.layers = info.layers;
     this.names = names;
     this.lastStep = info.lastStep;
