@@ -9,7 +9,7 @@ import { el } from './dom.js';
 import { fetchDistribution, fetchDistributionStep } from './fetching.js';
 import { formatStep, formatValue } from './format.js';
 import { Legend } from './legend.js';
-import { drawMatrix } from './matrix.js';
+import { drawMatrix, sizedContext } from './matrix.js';
 import { theme } from './theme.js';
 import { decodeUnits, showUnits } from './units.js';
 
@@ -281,7 +281,7 @@ export class DistributionCard {
 
   /** One layer's bars, scaled to its own largest bin, so that every layer's shape shows. */
   drawBars(canvas, labels, shares) {
-    const ctx = this.sized(canvas, labels.length * BAR_W, BAR_H);
+    const ctx = sizedContext(canvas, labels.length * BAR_W, BAR_H);
     ctx.fillStyle = theme.plot;
     ctx.fillRect(0, 0, labels.length * BAR_W, BAR_H);
     const top = Math.max(1e-9, ...shares);
@@ -293,7 +293,7 @@ export class DistributionCard {
   }
 
   drawAxis(canvas, labels) {
-    const ctx = this.sized(canvas, labels.length * BAR_W, 16);
+    const ctx = sizedContext(canvas, labels.length * BAR_W, 16);
     ctx.font = '10px Roboto, "Helvetica Neue", Arial, sans-serif';
     ctx.fillStyle = theme.muted;
     ctx.textBaseline = 'top';
@@ -303,16 +303,5 @@ export class DistributionCard {
       const x = b === 0 ? 0 : b === labels.length - 1 ? labels.length * BAR_W : (b + 0.5) * BAR_W;
       if (AXIS_LABELS[label]) ctx.fillText(AXIS_LABELS[label], x, 2);
     });
-  }
-
-  sized(canvas, width, height) {
-    const dpr = window.devicePixelRatio || 1;
-    canvas.width = Math.round(width * dpr);
-    canvas.height = Math.round(height * dpr);
-    canvas.style.width = `${width}px`;
-    canvas.style.height = `${height}px`;
-    const ctx = canvas.getContext('2d');
-    ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
-    return ctx;
   }
 }

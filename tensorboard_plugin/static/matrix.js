@@ -21,6 +21,18 @@ function rgbOf(css) {
   return Array.from(ctx.getImageData(0, 0, 1, 1).data.slice(0, 3));
 }
 
+/** `canvas` sized to width x height CSS px at the screen's pixel ratio; its 2D context, in CSS px. */
+export function sizedContext(canvas, width, height) {
+  const dpr = window.devicePixelRatio || 1;
+  canvas.width = Math.round(width * dpr);
+  canvas.height = Math.round(height * dpr);
+  canvas.style.width = `${width}px`;
+  canvas.style.height = `${height}px`;
+  const ctx = canvas.getContext('2d');
+  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  return ctx;
+}
+
 /**
  * Draws `values` (rows x columns, row-major Float64Array) into `canvas`.
  *
@@ -37,13 +49,7 @@ export function drawMatrix(canvas, m) {
   const width = Math.max(300, canvas.parentElement ? canvas.parentElement.clientWidth : 600);
   const plotW = width - LEFT - 8;
   const height = TOP + m.rows * m.rowH + BOTTOM + 4;
-  const dpr = window.devicePixelRatio || 1;
-  canvas.width = Math.round(width * dpr);
-  canvas.height = Math.round(height * dpr);
-  canvas.style.width = `${width}px`;
-  canvas.style.height = `${height}px`;
-  const ctx = canvas.getContext('2d');
-  ctx.setTransform(dpr, 0, 0, dpr, 0, 0);
+  const ctx = sizedContext(canvas, width, height);
   ctx.fillStyle = theme.card;
   ctx.fillRect(0, 0, width, height);
 
