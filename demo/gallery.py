@@ -545,6 +545,9 @@ def train_run(spec, logdir, quick=False):
         update_freq=QUICK_UPDATE_FREQ if quick else UPDATE_FREQ,
         layers=list(spec.watch) if spec.watch else None,
         verbose=0,
+        # Short runs: distributions every other record, so that their views
+        # show how they change (GradWatch's default is every 256 steps).
+        histogram_freq=2 * (QUICK_UPDATE_FREQ if quick else UPDATE_FREQ),
     )
     history = model.fit(
         x,

@@ -21,6 +21,9 @@ parameters, and docs/http_api.md documents every parameter, field and error):
   across layers at one recorded step, read from that step's record in the
   event files (indexed in the background when `runs` lists the run); with
   `--logdir_spec`, from the series.
+- `distribution?run=R&name=N&layer=L` and `distribution_step?run=R&name=N`:
+  the recorded distributions (histograms, per-unit shares), by
+  `distributions.DistributionRoutes`.
 - `findings?run=R`: the latest findings document the callback wrote for the
   run (`gradwatch.findings`): named problems with their layers, steps, metric
   and remedy; an empty list (`available: false`) if it wrote none yet.
@@ -44,7 +47,8 @@ from tensorboard.backend import http_util
 from tensorboard.plugins import base_plugin
 from tensorboard.util import tensor_util
 
-from . import findings_document, heatmap_body, metadata, step_index, storage, vector_reads
+from . import distributions, findings_document, heatmap_body, metadata, step_index, storage
+from . import vector_reads
 from .heatmap_body import to_json
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
@@ -71,6 +75,7 @@ ROUTES = {
     "/heatmap": ("run", "metric", "max_columns", "start_step", "end_step", "format"),
     "/profile": ("run", "step", "metrics"),
     "/findings": ("run",),
+    **distributions.ROUTES,
     "/static/*": (),
 }
 
@@ -102,6 +107,9 @@ class GradWatchPlugin(base_plugin.TBPlugin):
         self._indexing = False
         if self._logdir:
             self._index_in_background("")
+        self._distributions = distributions.DistributionRoutes(
+            self._listing, context.data_provider, self._samples
+        )
 
     def get_plugin_apps(self):
         handlers = {
@@ -109,6 +117,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
             "/heatmap": self._serve_heatmap,
             "/profile": self._serve_profile,
             "/findings": self._serve_findings,
+            **self._distributions.handlers(),
             "/static/*": self._serve_static,
         }
         return {route: _checked(route, handlers[route]) for route in ROUTES}
@@ -255,6 +264,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                     "layers": layers,
                     "metrics": sorted(metrics, key=metadata.metric_order),
                     "last_step": max(s.max_step for s in metrics.values()),
+                    "distributions": distributions.names_in(listing[run]),
                 }
             )
         self._index_in_background(experiment, [r["run"] for r in runs])

@@ -82,10 +82,13 @@ def served(client):
         "/heatmap": field_paths(get_json(client, "heatmap", run="relu", metric="activation_var")) | field_paths(header),
         "/profile": field_paths(get_json(client, "profile", run="relu", step=steps[1])),
         "/findings": field_paths(get_json(client, "findings", run="sigmoid")),
+        "/distribution": field_paths(get_json(client, "distribution", run="relu", name="unit_activity", layer="dense_0"))
+        | field_paths(get_json(client, "distribution", run="relu", name="gradient_histogram", layer="dense_0")),
+        "/distribution_step": field_paths(get_json(client, "distribution_step", run="relu", name="activation_histogram")),
     }
 
 
-@pytest.mark.parametrize("route", ["/runs", "/heatmap", "/profile", "/findings"])
+@pytest.mark.parametrize("route", ["/runs", "/heatmap", "/profile", "/findings", "/distribution", "/distribution_step"])
 def test_the_documented_fields_are_the_ones_the_server_sends(served, route):
     fields = set(documented()[route]["fields"])
     assert served[route] == fields
@@ -104,6 +107,9 @@ PAGE_READS = [
     ("profile.js", "setData", "json", "", "/profile"),
     ("findings.js", "refresh", "json", "", "/findings"),
     ("findings.js", "decodeFinding", "f", "findings[].", "/findings"),
+    ("units.js", "decodeUnits", "json", "", "/distribution"),
+    ("distribution.js", "showTime", "json", "", "/distribution"),
+    ("distribution.js", "showDepth", "json", "", "/distribution_step"),
 ]
 
 

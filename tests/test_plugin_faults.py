@@ -203,7 +203,8 @@ def assert_heatmap_exact(body, run, metric, steps, layers=LAYERS, values=None):
 def assert_serves_exactly(served, run, steps, findings_step, lost_steps=()):
     """Every route of `run` serves exactly `steps` (and nothing of `lost_steps`)."""
     listed = served.runs()[run]
-    assert listed == {"run": run, "layers": LAYERS, "metrics": list(METRICS), "last_step": steps[-1]}
+    assert listed == {"run": run, "layers": LAYERS, "metrics": list(METRICS), "last_step": steps[-1],
+                      "distributions": []}
     for metric in METRICS:
         body = served.json("heatmap", run=run, metric=metric, max_columns=5000)
         assert_heatmap_exact(body, run, metric, steps)
@@ -341,7 +342,8 @@ def test_a_run_without_gradwatch_steps_is_a_plain_404_on_every_route(served, run
 
 def test_a_run_of_zero_layers_is_served_as_empty_vectors(served):
     run = "zero_layers"
-    assert served.runs()[run] == {"run": run, "layers": [], "metrics": list(METRICS), "last_step": 0}
+    assert served.runs()[run] == {"run": run, "layers": [], "metrics": list(METRICS), "last_step": 0,
+                                   "distributions": []}
     for metric in METRICS:
         for max_columns in (1, 5000):
             body = served.json("heatmap", run=run, metric=metric, max_columns=max_columns)
@@ -569,7 +571,7 @@ def test_a_run_is_listed_exactly_when_its_first_step_is_complete(tmp_path):
                 assert_plain_error(served.get("findings", run="live"), 404, "No GradWatch data")
                 continue
             assert listing["live"] == {"run": "live", "layers": LAYERS, "metrics": list(METRICS),
-                                       "last_step": complete[-1]}, cut
+                                       "last_step": complete[-1], "distributions": []}, cut
             for metric in METRICS:
                 body = served.json("heatmap", run="live", metric=metric, max_columns=5000)
                 assert_heatmap_exact(body, "live", metric, complete)

@@ -1,5 +1,5 @@
 // Fetching the tab's data: the runs listing, each panel's heatmap, the depth
-// profile and, for a download, the exact values of the view.
+// profile, the distributions and, for a download, the exact values of the view.
 
 import { getHeatmap, getJSON, heatmapData } from './api.js';
 
@@ -7,7 +7,7 @@ const FULL_REFRESH_MS = 30000; // re-fetch a heatmap at least this often
 export const MAX_COLUMNS = 20000; // the server's limit
 
 /**
- * Decodes a ./runs response: {runs: [{run, layers, metrics, lastStep}],
+ * Decodes a ./runs response: {runs: [{run, layers, metrics, lastStep, distributions}],
  * metricInfo, metricNames (the menu's order), defaultMetric}.
  */
 export function decodeRuns(json) {
@@ -18,6 +18,7 @@ export function decodeRuns(json) {
       layers: Array.isArray(r.layers) ? r.layers.map(String) : [],
       metrics: Array.isArray(r.metrics) ? r.metrics.map(String) : [],
       lastStep: Number(r.last_step) || 0,
+      distributions: Array.isArray(r.distributions) ? r.distributions.map(String) : [],
     })),
     metricInfo: (json && json.metric_info) || {},
     metricNames: Array.isArray(json && json.metric_names) ? json.metric_names.map(String) : [],
@@ -99,6 +100,18 @@ export class HeatmapSource {
 /** The depth profile's series (`metrics`, comma-separated) at one step of a run. */
 export async function fetchProfile(run, step, metrics) {
   return (await getJSON('profile', { run, step: String(step), metrics })).json;
+}
+
+/** One layer's distribution `name` over the recorded steps (./distribution). */
+export async function fetchDistribution(run, name, layer) {
+  return (await getJSON('distribution', { run, name, layer })).json;
+}
+
+/** Every layer's distribution `name` at `step` (its last when null) (./distribution_step). */
+export async function fetchDistributionStep(run, name, step) {
+  const params = { run, name };
+  if (step !== null && step !== undefined) params.step = String(step);
+  return (await getJSON('distribution_step', params)).json;
 }
 
 /**

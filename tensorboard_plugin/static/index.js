@@ -7,6 +7,7 @@
 
 import { buildScale } from './colors.js';
 import { attachCursor } from './cursor.js';
+import { DistributionCard } from './distribution.js';
 import { fileName, saveText, toCSV, toJSON, viewTables } from './download.js';
 import { fetchExact, fetchProfile, fetchRuns, HeatmapSource, MAX_COLUMNS } from './fetching.js';
 import { formatStep } from './format.js';
@@ -68,6 +69,10 @@ class App {
       },
     });
     this.page.controls.filter.value = this.state.filter;
+    this.distributions = new DistributionCard(this.page.distributionHost, this.state, {
+      changed: () => this.state.save(),
+      tooltip: this.page.tooltip,
+    });
 
     let resizeTimer = 0;
     window.addEventListener('resize', () => {
@@ -75,12 +80,14 @@ class App {
       resizeTimer = setTimeout(() => {
         this.layoutPanels();
         this.refreshPanels();
+        this.distributions.redraw();
       }, 200);
     });
     onThemeChange(() => {
       for (const p of this.panels) p.view.requestDraw();
       this.page.legend.update(this.scale, this.metricLabel(this.state.metric));
       this.page.profile.draw();
+      this.distributions.redraw();
     });
     // A link pasted into an open tab: start over from it.
     onViewStateChange(() => window.location.reload());
@@ -162,6 +169,7 @@ class App {
     this.page.controls.setRuns(names, state.run || '', state.compare);
     this.syncMetrics();
     this.syncPanels();
+    this.distributions.setRun(this.runInfo(state.run));
   }
 
   /** Metric choices: union over the selected runs, in the server's order. */
@@ -327,6 +335,7 @@ class App {
     this.rebuildScale();
     this.refreshPanels();
     this.refreshFindings();
+    this.distributions.setRun(this.runInfo(run));
     this.state.save();
   }
 

@@ -61,6 +61,9 @@ export class Page {
     this.root.appendChild(this.cursorText);
     this.profile = new ProfileView(this.main, this.tooltip);
     this.profile.onClose = on.closeProfile;
+    // The distributions card (distribution.js) goes here, below the heatmaps.
+    this.distributionHost = el('div', 'gw-dist-host');
+    this.main.appendChild(this.distributionHost);
     this.root.appendChild(this.main);
   }
 

@@ -9,7 +9,7 @@
 // new history entry for every click).
 
 const TAB = 'gradwatch';
-const KEYS = ['run', 'compare', 'metric', 'filter', 'zoom', 'step_run', 'step'];
+const KEYS = ['run', 'compare', 'metric', 'filter', 'zoom', 'step_run', 'step', 'dist', 'dist_name', 'dist_layer', 'dist_step'];
 const PREFIX = 'gw_';
 let known = null; // the view's part of the hash as this page last saw or wrote it
 
@@ -37,7 +37,8 @@ function splitHash(hash) {
 
 /**
  * The state in the URL: {run, compare, metric, filter, zoom: [lo, hi] | null,
- * step_run, step: number | null}; a field missing from the URL is null.
+ * step_run, step: number | null, dist, dist_name, dist_layer, dist_step:
+ * number | null}; a field missing from the URL is null.
  */
 function readViewState() {
   const [, rest] = splitHash(topWindow().location.hash);
@@ -46,8 +47,10 @@ function readViewState() {
   for (const key of KEYS) state[key] = params.get(PREFIX + key);
   const zoom = (state.zoom || '').split(',').map(Number);
   state.zoom = zoom.length === 2 && zoom.every(Number.isFinite) && zoom[0] < zoom[1] ? zoom : null;
-  const step = Number(state.step);
-  state.step = state.step !== null && Number.isInteger(step) && step >= 0 ? step : null;
+  for (const key of ['step', 'dist_step']) {
+    const step = Number(state[key]);
+    state[key] = state[key] !== null && Number.isInteger(step) && step >= 0 ? step : null;
+  }
   return state;
 }
 
@@ -100,6 +103,9 @@ export class ViewState {
     this.pending = readViewState();
     this.filter = this.pending.filter || '';
     this.zoom = this.pending.zoom; // [first, last) steps shown, or null for all
+    // The distributions card: its view ('time', 'depth', 'units'), series, layer and step.
+    const p = this.pending;
+    this.dist = { view: p.dist, name: p.dist_name, layer: p.dist_layer, step: p.dist_step };
   }
 
   /** The runs shown, `run` first. */
@@ -146,6 +152,10 @@ export class ViewState {
       zoom: this.zoom,
       step_run: this.profile ? this.profile.run : null,
       step: this.profile ? this.profile.step : null,
+      dist: this.dist.view,
+      dist_name: this.dist.name,
+      dist_layer: this.dist.layer,
+      dist_step: this.dist.view === 'depth' ? this.dist.step : null,
     });
   }
 }
