@@ -24,15 +24,16 @@ from tensorboard import errors
 from tensorboard.backend import http_util
 
 from . import heatmap_body, metadata
+from .request_params import (
+    DEFAULT_MAX_COLUMNS, MAX_COLUMNS_LIMIT, MAX_STEP, int_param, required, run_tag_filter,
+)
 
 # The routes and the query parameters each takes (plugin.ROUTES lists them).
-# Defined before importing the plugin, which reads it as it loads.
 ROUTES = {
     "/distribution": ("run", "name", "layer", "max_columns"),
     "/distribution_step": ("run", "name", "step"),
 }
 
-from . import plugin as _plugin  # noqa: E402  its parameter parsing and JSON writer
 # Distribution series kept in memory: each is steps x layers x width floats.
 _CACHE_ENTRIES = 8
 
@@ -163,7 +164,7 @@ class DistributionRoutes:
         try:
             result = self._data_provider.read_tensors(
                 ctx, experiment_id=experiment, plugin_name=metadata.PLUGIN_NAME,
-                downsample=self._samples, run_tag_filter=_plugin._run_tag_filter(run, [tag]),
+                downsample=self._samples, run_tag_filter=run_tag_filter(run, [tag]),
             )
         except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(
@@ -179,11 +180,11 @@ class DistributionRoutes:
 
     @werkzeug.wrappers.Request.application
     def _serve_layer(self, request):
-        run = _plugin._required(request, "run")
-        name = _plugin._required(request, "name")
-        layer = _plugin._required(request, "layer")
-        max_columns = _plugin._int_param(
-            request, "max_columns", _plugin.DEFAULT_MAX_COLUMNS, 1, _plugin.MAX_COLUMNS_LIMIT
+        run = required(request, "run")
+        name = required(request, "name")
+        layer = required(request, "layer")
+        max_columns = int_param(
+            request, "max_columns", DEFAULT_MAX_COLUMNS, 1, MAX_COLUMNS_LIMIT
         )
         series = self._series(request.environ, run, name)
         if layer not in series.layers:
@@ -211,9 +212,9 @@ class DistributionRoutes:
 
     @werkzeug.wrappers.Request.application
     def _serve_step(self, request):
-        run = _plugin._required(request, "run")
-        name = _plugin._required(request, "name")
-        step = _plugin._int_param(request, "step", -1, 0, _plugin.MAX_STEP)
+        run = required(request, "run")
+        name = required(request, "name")
+        step = int_param(request, "step", -1, 0, MAX_STEP)
         series = self._series(request.environ, run, name)
         if not len(series.steps):
             raise errors.NotFoundError(f"Run {run!r} has no recorded step of {name!r} yet")

@@ -49,12 +49,12 @@ from tensorboard.util import tensor_util
 
 from . import distributions, findings_document, heatmap_body, metadata, step_index, storage
 from . import vector_reads
+from .request_params import (
+    DEFAULT_MAX_COLUMNS, MAX_COLUMNS_LIMIT, MAX_STEP, int_param, required, run_tag_filter,
+)
 from .heatmap_body import to_json
 
 _STATIC_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "static")
-DEFAULT_MAX_COLUMNS = 1000
-MAX_COLUMNS_LIMIT = 20_000
-MAX_STEP = 2**62
 HEATMAP_FORMATS = ("json", "binary")
 # What `read_tensors` is asked for when `--samples_per_plugin gradwatch=0`
 # (TensorBoard's "keep every step"): it returns nothing for 0.
@@ -219,7 +219,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
                 experiment_id=experiment,
                 plugin_name=metadata.PLUGIN_NAME,
                 downsample=self._samples,
-                run_tag_filter=_run_tag_filter(run, metadata.tags_for_reading(tag)),
+                run_tag_filter=run_tag_filter(run, metadata.tags_for_reading(tag)),
             )
         except (TypeError, ValueError) as e:
             raise errors.InvalidArgumentError(
@@ -281,13 +281,13 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_heatmap(self, request):
-        run = _required(request, "run")
-        metric = _required(request, "metric")
-        max_columns = _int_param(
+        run = required(request, "run")
+        metric = required(request, "metric")
+        max_columns = int_param(
             request, "max_columns", DEFAULT_MAX_COLUMNS, 1, MAX_COLUMNS_LIMIT
         )
-        start_step = _int_param(request, "start_step", 0, 0, MAX_STEP)
-        end_step = _int_param(request, "end_step", MAX_STEP, 0, MAX_STEP)
+        start_step = int_param(request, "start_step", 0, 0, MAX_STEP)
+        end_step = int_param(request, "end_step", MAX_STEP, 0, MAX_STEP)
         if start_step > end_step:
             raise errors.InvalidArgumentError(
                 f"Parameter 'start_step' ({start_step}) must not exceed "
@@ -407,8 +407,8 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_profile(self, request):
-        run = _required(request, "run")
-        step = _int_param(request, "step", None, 0, MAX_STEP)
+        run = required(request, "run")
+        step = int_param(request, "step", None, 0, MAX_STEP)
         wanted = request.args.get("metrics")
         ctx, experiment, listing = self._listing(request.environ)
         metrics = self._run_tags(listing, run)
@@ -452,7 +452,7 @@ class GradWatchPlugin(base_plugin.TBPlugin):
 
     @werkzeug.wrappers.Request.application
     def _serve_findings(self, request):
-        run = _required(request, "run")
+        run = required(request, "run")
         ctx, experiment, listing = self._listing(request.environ)
         self._run_tags(listing, run)  # NotFoundError for an unknown run
         body = {"run": run, "available": False, "step": None, "final": False,
@@ -555,12 +555,6 @@ def _latest(series, other):
     return max(series, other, key=lambda t: (t.max_step, t.max_wall_time))
 
 
-def _run_tag_filter(run, tags):
-    from tensorboard.data import provider
-
-    return provider.RunTagFilter(runs=[run], tags=list(tags))
-
-
 def _chosen_metrics(run, metrics, wanted):
     """The subset of `metrics` named in the comma-separated `wanted`."""
     names = [name for name in wanted.split(",") if name]
@@ -592,34 +586,6 @@ def _checked(route, handler):
         return handler(environ, start_response)
 
     return serve
-
-
-def _required(request, name):
-    value = request.args.get(name)
-    if value is None or value == "":
-        raise errors.InvalidArgumentError(f"Missing parameter {name!r}")
-    if len(value) > 4096:
-        raise errors.InvalidArgumentError(f"Parameter {name!r} is too long")
-    return value
-
-
-def _int_param(request, name, default, low, high):
-    raw = request.args.get(name)
-    if raw is None or raw == "":
-        if default is None:
-            raise errors.InvalidArgumentError(f"Missing parameter {name!r}")
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise errors.InvalidArgumentError(
-            f"Parameter {name!r} must be an integer, got {raw[:100]!r}"
-        ) from None
-    if not low <= value <= high:
-        raise errors.InvalidArgumentError(
-            f"Parameter {name!r} must be between {low} and {high}, got {value}"
-        )
-    return value
 
 
 def samples_per_series(sampling_hints):
