@@ -276,6 +276,7 @@ class GradWatch(keras.callbacks.Callback):
             [(p, l, activations.of_layer(l)) for p, l in selected],
             self.saturation_threshold,
             keep=selection.is_watched_by_default if by_default else None,
+            distributions=bool(self.histogram_freq),
         )
 
     def on_epoch_begin(self, epoch, logs=None):

@@ -19,14 +19,14 @@ from .replicas import Replicas
 from .taps import LayerTap, OptimizerTap
 
 
-def make_capture(model, keras_function, watched, thresholds):
+def make_capture(model, keras_function, watched, thresholds, distributions=True):
     """The `Capture` of `model`'s backend, made with these arguments (see
     `Capture`)."""
     if keras.backend.backend() == "jax":
         from .capture_jax import JaxCapture as kind
     else:
         from .capture_tensorflow import TensorFlowCapture as kind
-    return kind(model, keras_function, watched, thresholds)
+    return kind(model, keras_function, watched, thresholds, distributions)
 
 
 class Capture:
@@ -41,13 +41,16 @@ class Capture:
             GradWatch is attached.
         watched: `(layer, nonlinearity)` pairs, one per layer.
         thresholds: The saturation thresholds to count at, in order.
+        distributions: Whether recorded steps may measure the distributions
+            too. Without, their ops are not traced.
     """
 
     # Traces of every capture's train step, for tests that count them.
     traces = 0
 
-    def __init__(self, model, keras_function, watched, thresholds):
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
         self.model = model
+        self.distributions = distributions
         self.keras_function = keras_function
         self.thresholds = tuple(thresholds)
         self.replicas = Replicas.of(model)
@@ -168,7 +171,7 @@ class Capture:
         """Whether the next call of the train function records, and whether
         it measures the distributions too."""
         self._flag_value = on
-        self._distributions_value = bool(on and distributions)
+        self._distributions_value = bool(on and distributions and self.distributions)
 
     def install(self):
         for tap in self.taps + self.optimizer_taps:

@@ -37,16 +37,16 @@ DISTRIBUTIONS_KEY = "_gradwatch_distributions"
 class JaxCapture(Capture):
     """A `Capture` on Keras' JAX backend (see `capture.Capture`)."""
 
-    def __init__(self, model, keras_function, watched, thresholds):
-        super().__init__(model, keras_function, watched, thresholds)
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
+        super().__init__(model, keras_function, watched, thresholds, distributions)
         self._layout = self._known_sizes()
         self._packed = None
         self._packed_distributions = None
         # Made now, while the model's variables hold their values: made in
         # the middle of `fit`, a distributed step's shardings could not be
         # read from them. Compiled on first use.
-        for distributions in (False, True):
-            self.recording_function(distributions)
+        for with_distributions in {False, distributions}:
+            self.recording_function(with_distributions)
 
     # -- the taps' backend ---------------------------------------------------
 

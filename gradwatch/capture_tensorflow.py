@@ -18,8 +18,8 @@ from .taps import Trace
 class TensorFlowCapture(Capture):
     """A `Capture` on Keras' TensorFlow backend (see `capture.Capture`)."""
 
-    def __init__(self, model, keras_function, watched, thresholds):
-        super().__init__(model, keras_function, watched, thresholds)
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
+        super().__init__(model, keras_function, watched, thresholds, distributions)
         with tf.init_scope():  # Set by the host between steps.
             self._flag = tf.Variable(False, trainable=False) if self.gated else None
             self._distributions_flag = (
@@ -28,7 +28,7 @@ class TensorFlowCapture(Capture):
         self._output = None
         self._distributions_output = self.replicas.variable(
             [measure.distributions_size(self.taps)]
-        )
+        ) if distributions else None
         self._make_state()
         # Gated: one function for every step. Else one per kind of recorded
         # call, made when first needed (`recording_function`).
@@ -45,7 +45,7 @@ class TensorFlowCapture(Capture):
         return not self.replicas.distributed
 
     def set_recording(self, on, distributions=False):
-        distributions = bool(on and distributions)
+        distributions = bool(on and distributions and self.distributions)
         if self.gated:
             if on != self._flag_value:
                 self._flag.assign(on)
@@ -135,7 +135,7 @@ class TensorFlowCapture(Capture):
     def _record(self, trace, kernels, before, distributions):
         """The assignments of a recorded step."""
         ops = [self._output.assign(self._measure(trace, kernels, before))]
-        if self.gated:
+        if self.gated and self.distributions:
             ops.append(tf.cond(
                 self._distributions_flag,
                 lambda: _group([self._distributions_output.assign(

@@ -117,7 +117,10 @@ class _ModelCaptures:
                     seen.add(id(layer))
                     layers.append((layer, nonlinearity))
         thresholds = tuple(sorted({m.saturation_threshold for m in self.members}))
-        key = (tuple(id(layer) for layer, _ in layers), thresholds)
+        # Distributions cost tracing time on the first fit: only a capture
+        # some member wants them from measures them.
+        distributions = any(m.distributions for m in self.members)
+        key = (tuple(id(layer) for layer, _ in layers), thresholds, distributions)
         capture = self.captures.get(key)
         if capture is None or capture.keras_function is not self.keras_function:
             self.captures = {
@@ -126,7 +129,9 @@ class _ModelCaptures:
             }
             while len(self.captures) >= self.KEPT:
                 self.captures.pop(next(iter(self.captures)))
-            capture = make_capture(self.model, self.keras_function, layers, thresholds)
+            capture = make_capture(
+                self.model, self.keras_function, layers, thresholds, distributions
+            )
             self.captures[key] = capture
         if self.current is not capture:
             if self.current is not None:
@@ -181,9 +186,10 @@ class Instrumentation:
         saturation_threshold: See `GradWatch`.
         keep: Optional predicate on a layer, checked once the first recorded
             step has built every layer; layers it rejects are dropped.
+        distributions: Whether this GradWatch ever records distributions.
     """
 
-    def __init__(self, model, selected, saturation_threshold, keep=None):
+    def __init__(self, model, selected, saturation_threshold, keep=None, distributions=True):
         self.model = model
         self.optimizer = model.optimizer
         self.replicas = Replicas.of(model)
@@ -191,6 +197,7 @@ class Instrumentation:
         self.paths = {id(layer): path for path, layer, _ in selected}
         self.selected = [(layer, nl) for _, layer, nl in selected]
         self.saturation_threshold = saturation_threshold
+        self.distributions = distributions
         self._keep = keep
         self._unwatchable = {}
         self._captures = None

@@ -135,65 +135,79 @@ class Measure:
     def distributions(self, trace):
         """Every watched layer's distributions, as one float32 vector (see
         `unpack_distributions`): per tap, the histograms of its output and
-        of dLoss/d(output) (`statistics.signed_log_histogram`), then the
+        of dLoss/d(output) (`statistics.signed_log_histograms`), then the
         activity and saturation shares of its first `UNITS_SHOWN` units.
 
-        Counts are summed over a shared layer's calls and over replicas
-        before shares are taken, so they are the global batch's.
+        Vectorised over layers, as `__call__` is. Counts are summed over a
+        shared layer's calls and over replicas before shares are taken, so
+        they are the global batch's.
 
         Args:
             trace: The `taps.Trace` of this step.
         """
         decades, shown = metadata.HISTOGRAM_DECADES, metadata.UNITS_SHOWN
-        counts, layout = [], []  # layout: per tap, per series, count indices
-        for tap in self.taps:
-            calls = trace.calls.get(tap) or []
-            outputs = [c.y for c in calls]
-            gradients = [g for c in calls for g in c.gradients]
-            if trace.loss_scale is not None:  # Unscaled, as gradient_var is.
-                gradients = [st.as_float32(g) / trace.loss_scale for g in gradients]
-            series = []
-            for tensors in (outputs, gradients):
-                series.append(_add([
-                    st.signed_log_histogram(t, decades) for t in tensors
-                ]) if tensors else None)
-            for is_in in _unit_conditions(tap, self.thresholds):
-                pairs = [
-                    st.unit_counts(st.as_units(y)[:, :shown], is_in)
-                    for y in outputs if st.as_units(y).shape[-1] is not None
-                ] if is_in is not None else []
-                series.append(
-                    (_add([p[0] for p in pairs]), _add([p[1] for p in pairs]))
-                    if pairs else None
-                )
-            indices = []
-            for value in series:
-                if value is None:
-                    indices.append(None)
-                    continue
-                parts = value if isinstance(value, tuple) else (value,)
-                indices.append(list(range(len(counts), len(counts) + len(parts))))
-                counts.extend(parts)
-            layout.append(indices)
-        counts = self.replicas.sum(counts)
-        pieces = []
-        for tap_indices in layout:
-            for n, indices in enumerate(tap_indices):
-                width = metadata.HISTOGRAM_WIDTH if n < 2 else shown
-                if indices is None:
-                    pieces.append(_nans((width,)))
-                elif n < 2:
-                    pieces.append(counts[indices[0]])
-                else:
-                    inside, finite = counts[indices[0]], counts[indices[1]]
-                    share = inside / finite
-                    missing = width - int(share.shape[0])
-                    pieces.append(
-                        ops.concatenate([share, _nans((missing,))]) if missing else share
-                    )
-        if not pieces:
+        n = len(self.taps)
+        if not n:
             return ops.zeros((0,))
-        return ops.concatenate(pieces, axis=0)
+        outputs, gradients = [], []  # (tensor, tap index)
+        for i, tap in enumerate(self.taps):
+            for call in trace.calls.get(tap) or []:
+                outputs.append((call.y, i))
+                gradients += [(g, i) for g in call.gradients]
+
+        def histograms(pairs, scale=None):
+            return st.signed_log_histograms(
+                [t for t, _ in pairs], [i for _, i in pairs], n, decades, scale, self.xla
+            )
+
+        # Unscaled, as gradient_var is.
+        counts = [histograms(outputs), histograms(gradients, trace.loss_scale)]
+        # The units shown of every output, once.
+        shown_units = [(st.as_units(y)[:, :shown], i) for y, i in outputs]
+        active = [(m, i) for m, i in shown_units if self.taps[i].floor is not None]
+        counts += st.unit_counts(
+            [m for m, _ in active], [i for _, i in active], n,
+            lambda rows, floors: rows > floors, shown,
+            floors=[0.0 if t.floor is None else t.floor for t in self.taps],
+        )
+        counts += self._saturated_unit_counts(shown_units, shown)
+        counts = self.replicas.sum(counts)
+        # Shares: (inside, finite) pairs of activity, then of saturation.
+        blocks = [counts[0], counts[1], counts[2] / counts[3], counts[4] / counts[5]]
+        # NaN where a layer has no such series: never called, no gradient,
+        # no floor, no flat region.
+        has = [
+            [bool(trace.calls.get(t)) for t in self.taps],
+            [any(c.gradients for c in trace.calls.get(t) or []) for t in self.taps],
+            [bool(trace.calls.get(t)) and t.floor is not None for t in self.taps],
+            [bool(trace.calls.get(t)) and self._saturates(t) for t in self.taps],
+        ]
+        blocks = [ops.where(np.array(h)[:, None], b, _NAN) for h, b in zip(has, blocks)]
+        return ops.reshape(ops.concatenate(blocks, axis=1), [-1])
+
+    def _saturated_unit_counts(self, shown_units, shown):
+        """`(inside, finite)` `[taps, shown]` counts of the shown units in
+        their nonlinearity's flat region, one `unit_counts` per kind of
+        nonlinearity."""
+        count = len(self.taps)
+        inside, finite = ops.zeros((count, shown)), ops.zeros((count, shown))
+        by_kind = {}
+        for m, i in shown_units:
+            if self._saturates(self.taps[i]):
+                by_kind.setdefault(self.taps[i].saturated, []).append((m, i))
+        threshold = min(self.thresholds) if self.thresholds else None
+        for saturated, pairs in by_kind.items():
+            more = st.unit_counts(
+                [m for m, _ in pairs], [i for _, i in pairs], count,
+                lambda rows, _, saturated=saturated: saturated(rows, threshold), shown,
+            )
+            inside, finite = inside + more[0], finite + more[1]
+        return [inside, finite]
+
+    def _saturates(self, tap):
+        """Whether the tap's units have a flat region to count in (at the
+        smallest saturation threshold)."""
+        return tap.saturated is not None and bool(self.thresholds)
 
     def _pool_replicas(self, table, unit_needs, saturated):
         """Gathers every replica's numbers and pools them: moments exactly
@@ -409,19 +423,6 @@ def _add(values):
     for value in values[1:]:
         total = total + value
     return total
-
-
-def _unit_conditions(tap, thresholds):
-    """What the per-unit series count: above the floor (activity), in the
-    flat region at the smallest saturation threshold (saturation); None
-    where the layer's nonlinearity has no floor or no flat region."""
-    floor = tap.floor
-    active = None if floor is None else (lambda rows: rows > floor)
-    saturated = None
-    if tap.saturated is not None and thresholds:
-        threshold = min(thresholds)
-        saturated = lambda rows: tap.saturated(rows, threshold)  # noqa: E731
-    return active, saturated
 
 
 def _pool_calls(calls):

@@ -216,14 +216,7 @@ def _masked_sums(matrices, peaks):
     """The same over finite elements only. Rare (a NaN or Inf somewhere):
     one concatenation and segment sums, a few ops, not a few per matrix."""
     x = ops.concatenate(matrices, axis=0)
-    static = [m.shape[0] for m in matrices]
-    if None in static:  # Rows known only as the step runs (TensorFlow).
-        sizes = ops.stack([ops.cast(ops.shape(m)[0], "int32") for m in matrices])
-        ids = ops.repeat(ops.arange(len(matrices), dtype="int32"), sizes)
-        starts = ops.cumsum(sizes) - sizes
-    else:  # Static shapes (JAX, XLA): a repeat JAX can trace.
-        ids = np.repeat(np.arange(len(matrices), dtype="int32"), static)
-        starts = np.cumsum(static) - np.asarray(static)
+    ids, starts = _row_layout(matrices, range(len(matrices)))
     first = ops.take(x, starts, axis=0)
     shift = ops.where(ops.isfinite(first), first, 0.0)
     finite = ops.isfinite(x)
@@ -256,53 +249,166 @@ def saturated_count(rows, is_saturated, threshold):
     return ops.sum(as_float32(flat), axis=0)
 
 
-def signed_log_histogram(x, decades):
-    """Counts of `x`'s elements in signed log-magnitude bins.
+def signed_log_bins(x, decades):
+    """Each element's signed log-magnitude bin (int32, `x`'s shape).
 
     The bins, in order: the negative decades (largest magnitude first),
     exact zero, the positive decades, then NaN and Inf together
     (`gradwatch_tensorboard.metadata.histogram_bins`). A non-zero magnitude
-    below the first decade counts in it, one above the last in the last.
+    below the first decade falls in it, one above the last in the last.
 
     Args:
-        x: A float tensor of any shape.
+        x: A float32 tensor.
         decades: `(low, high)`: the decades span 10**low to 10**high.
-
-    Returns:
-        A float32 vector of `2 * (high - low) + 2` counts.
-
-    Example:
-
-    >>> signed_log_histogram(np.array([-3.0, 0.0, 0.5, np.nan]), (-1, 1))
-    [1, 0, 1, 1, 0, 1]  # -1e0, -1e-1, 0, +1e-1, +1e0, non-finite
     """
     low, high = decades
     width = high - low
-    x = ops.reshape(as_float32(x), [-1])
     finite = ops.isfinite(x)
-    magnitude = ops.maximum(ops.abs(ops.where(finite, x, 1.0)), 10.0 ** low)
-    decade = ops.clip(ops.floor(ops.log10(magnitude)) - low, 0, width - 1)
-    decade = ops.cast(decade, "int32")
+    # One search of the magnitude among the inner decade boundaries
+    # (10**(low+1) ... 10**(high-1)) both finds and clips the decade.
+    boundaries = [10.0 ** e for e in range(low + 1, high)]
+    decade = ops.cast(ops.digitize(ops.abs(x), boundaries), "int32")
     bins = ops.where(x > 0, width + 1 + decade, ops.where(x < 0, width - 1 - decade, width))
-    bins = ops.where(finite, bins, 2 * width + 1)
-    return ops.segment_sum(ops.ones_like(x), bins, num_segments=2 * width + 2)
+    return ops.where(finite, bins, 2 * width + 1)
 
 
-def unit_counts(rows, is_in):
-    """Per unit, how many of its finite elements `is_in` holds for, and how
-    many are finite (their quotient is the unit's share; counts, so that
-    calls and replicas pool by summing).
+def signed_log_histograms(tensors, segments, count, decades, scale=None, xla=False):
+    """Counts of several tensors' elements in signed log-magnitude bins
+    (`signed_log_bins`), each tensor counted into its segment's row.
+
+    Small tensors are binned together, after one concatenation: a handful
+    of ops for all of them rather than a handful each, since every op added
+    to the traced step costs tracing (and compiling) time on the first
+    `fit`. Large ones, whose concatenation would copy much, are binned each
+    alone.
 
     Args:
-        rows: A `[rows, units]` matrix.
-        is_in: `rows -> bool tensor` of the same shape.
+        tensors: Float tensors of any shapes.
+        segments: Per tensor, the row it counts into (several tensors may
+            share one: a shared layer's calls).
+        count: The number of rows.
+        decades: `(low, high)`: the decades span 10**low to 10**high.
+        scale: Optional scalar every element is divided by first (a loss
+            scale).
+        xla: Whether this runs in an XLA-compiled function.
 
     Returns:
-        Two float32 `[units]` vectors: `(inside, finite)`.
+        A float32 `[count, 2 * (high - low) + 2]` matrix.
+
+    Example:
+
+    >>> signed_log_histograms([np.array([-3.0, 0.0, 0.5, np.nan])], [0], 1, (-1, 1))
+    [[1, 0, 1, 1, 0, 1]]  # -1e0, -1e-1, 0, +1e-1, +1e0, non-finite
     """
-    finite = ops.isfinite(rows)
-    inside = as_float32(ops.logical_and(is_in(rows), finite))
-    return ops.sum(inside, axis=0), ops.sum(as_float32(finite), axis=0)
+    width = 2 * (decades[1] - decades[0]) + 2
+    flats = [ops.reshape(as_float32(t), [-1]) for t in tensors]
+    small = [i for i, t in enumerate(tensors) if _per_row_size(t) * STACK_ROWS_BELOW <= STACK_BELOW]
+    parts = [([i], flats[i]) for i in range(len(flats)) if i not in set(small)]
+    if small:
+        together = flats[small[0]] if len(small) == 1 else ops.concatenate(
+            [flats[i] for i in small], axis=0
+        )
+        parts.append((small, together))
+    total = None
+    for members, x in parts:
+        if scale is not None:
+            x = x / scale
+        rows, _ = _row_layout([flats[i] for i in members], [segments[i] for i in members])
+        indices = ops.convert_to_tensor(rows) * width + signed_log_bins(x, decades)
+        counted = count_indices(indices, count * width, xla)
+        total = counted if total is None else total + counted
+    if total is None:
+        return ops.zeros((count, width))
+    return ops.reshape(total, (count, width))
+
+
+def signed_log_histogram(x, decades):
+    """`signed_log_histograms` of one tensor: a float32 vector of
+    `2 * (high - low) + 2` counts."""
+    return signed_log_histograms([x], [0], 1, decades)[0]
+
+
+def unit_counts(matrices, segments, count, is_in, width, floors=None):
+    """Per segment and unit, how many finite elements `is_in` holds for, and
+    how many are finite (their quotient is the unit's share; counts, so that
+    calls and replicas pool by summing).
+
+    Matrices with the same number of units are counted together, after one
+    concatenation of their rows (see `signed_log_histograms` for why).
+
+    Args:
+        matrices: `[rows, units]` matrices, at most `width` units each.
+        segments: Per matrix, the row of the result it counts into.
+        count: The number of rows of the result.
+        is_in: `(rows, floors) -> bool tensor` of `rows`' shape, where
+            `floors` is a `[rows, 1]` column of the rows' floors (or None).
+        width: The number of units of the result; a matrix with fewer
+            leaves the rest of its row at zero (so a share of NaN).
+        floors: Optional, per segment, a number `is_in` compares to.
+
+    Returns:
+        Two float32 `[count, width]` matrices: `(inside, finite)`.
+    """
+    inside = ops.zeros((count, width))
+    finite = ops.zeros((count, width))
+    by_units = {}
+    for i, m in enumerate(matrices):
+        by_units.setdefault(int(m.shape[-1]), []).append(i)
+    for units, members in by_units.items():
+        group = [matrices[i] for i in members]
+        x = group[0] if len(group) == 1 else ops.concatenate(group, axis=0)
+        rows, _ = _row_layout(group, [segments[i] for i in members])
+        row_floors = None
+        if floors is not None:
+            row_floors = ops.take(np.asarray(floors, "float32"), rows, axis=0)[:, None]
+        is_finite = ops.isfinite(x)
+        inside_here = as_float32(ops.logical_and(is_in(x, row_floors), is_finite))
+        pad = [[0, 0], [0, width - units]]
+        for result, values in ((0, inside_here), (1, as_float32(is_finite))):
+            summed = ops.pad(ops.segment_sum(values, rows, num_segments=count), pad)
+            if result == 0:
+                inside = inside + summed
+            else:
+                finite = finite + summed
+    return inside, finite
+
+
+def count_indices(indices, length, xla=False):
+    """How many times each of `0 .. length - 1` occurs in `indices`, as a
+    float32 vector.
+
+    On TensorFlow without XLA, `bincount` counts several times faster than a
+    segment sum of ones; XLA (and so every other backend) compiles the
+    segment sum into the same scatter-add.
+    """
+    if keras.backend.backend() == "tensorflow" and not xla:
+        import tensorflow as tf
+
+        return tf.math.bincount(indices, minlength=length, maxlength=length, dtype=tf.float32)
+    return ops.segment_sum(ops.ones_like(indices, "float32"), indices, num_segments=length)
+
+
+def _per_row_size(x):
+    """Elements per row (the first axis) of `x`, if static, else a size that
+    is never stacked."""
+    size = 1
+    for n in x.shape[1:]:
+        if n is None:
+            return STACK_BELOW + 1
+        size *= int(n)
+    return size
+
+
+def _row_layout(pieces, labels):
+    """`(ids, starts)` of `pieces` concatenated along axis 0: per row, the
+    label of the piece it came from (int32), and where each piece starts."""
+    static = [p.shape[0] for p in pieces]
+    labels = np.asarray(list(labels), "int32")
+    if None not in static:  # Static shapes (JAX, XLA): a repeat JAX can trace.
+        return np.repeat(labels, static), np.cumsum(static) - np.asarray(static)
+    # Rows known only as the step runs (TensorFlow).
+    sizes = ops.stack([ops.cast(ops.shape(p)[0], "int32") for p in pieces])
+    return ops.repeat(ops.convert_to_tensor(labels), sizes), ops.cumsum(sizes) - sizes
 
 
 def pool(count, mean, m2, axis=0):

@@ -18,7 +18,7 @@ def expected_histogram(values):
     """The bins of `values` by their definition (metadata.histogram_bins):
     each finite non-zero value by its sign and the decade of its magnitude,
     clipped to the decades shown."""
-    values = np.asarray(values, np.float64).reshape(-1)
+    values = np.asarray(values, np.float32).reshape(-1)
     counts = np.zeros(len(BINS))
     for bin_index, spec in enumerate(BINS):
         if spec["sign"] is None:
@@ -27,9 +27,11 @@ def expected_histogram(values):
             counts[bin_index] = np.sum(values == 0)
         else:
             v = values[np.isfinite(values) & (np.sign(values) == spec["sign"])]
-            magnitude = np.abs(v)
-            lower = -np.inf if spec["low"] == LOW else 10.0 ** spec["low"]
-            upper = np.inf if spec["high"] == HIGH else 10.0 ** spec["high"]
+            magnitude = np.abs(v).astype(np.float32)
+            # The edges as float32 (the tensors' type): an element equal to
+            # float32(1e-5) is 1e-5 and counts in the decade 1e-5 starts.
+            lower = -np.inf if spec["low"] == LOW else np.float32(10.0 ** spec["low"])
+            upper = np.inf if spec["high"] == HIGH else np.float32(10.0 ** spec["high"])
             counts[bin_index] = np.sum((magnitude >= lower) & (magnitude < upper))
     return counts
 
@@ -112,6 +114,66 @@ def test_nonfinite_elements_fill_the_last_bin(log_dir):
     counts = distribution(run, "activation_histogram", "copy")
     assert counts[-1] == np.sum(~np.isfinite(outputs)) == 12
     np.testing.assert_array_equal(counts, expected_histogram(outputs))
+
+
+def test_a_magnitude_on_a_decade_edge_counts_in_the_decade_it_starts(log_dir):
+    # Exact powers of ten, where log10 rounding could go either way, and
+    # magnitudes beyond both ends of the decades.
+    edges = [10.0 ** e for e in range(LOW, HIGH + 1)] + [10.0 ** (LOW - 1), 10.0 ** (HIGH + 1)]
+    row = np.array(edges + [-e for e in edges] + [0.0], np.float32)
+    x = np.tile(row, (4, 1))
+    run = fit_and_load(identity(row.size), x, x * 0, log_dir, batch_size=4)
+    np.testing.assert_array_equal(
+        distribution(run, "activation_histogram", "copy"), expected_histogram(x)
+    )
+
+
+def test_small_and_large_layers_and_a_shared_one_are_each_counted_apart(log_dir):
+    # Small layers are binned together after one concatenation, a large one
+    # (more than 4096 elements per example) alone; a shared layer's two calls
+    # pool into its one histogram.
+    keras.utils.set_random_seed(11)
+    inputs = keras.Input((8,))
+    shared = keras.layers.Dense(8, activation="tanh", name="shared")
+    small = keras.layers.Dense(3, activation="relu", name="small")(shared(shared(inputs)))
+    large = keras.layers.Dense(5000, name="large")(small)
+    model = keras.Model(inputs, keras.layers.Dense(1, name="head")(large))
+    model.compile(keras.optimizers.SGD(0.0), "mse")
+    x = rng(12).normal(size=(16, 8)).astype(np.float32) * 3
+    first = np.asarray(shared(x))
+    second = np.asarray(shared(first))
+    after_small = np.asarray(model.get_layer("small")(second))
+    after_large = np.asarray(model.get_layer("large")(after_small))
+    run = fit_and_load(model, x, np.zeros((16, 1), np.float32), log_dir, batch_size=16)
+    for layer, outputs in (
+        ("shared", np.concatenate([first, second])),
+        ("small", after_small),
+        ("large", after_large),
+    ):
+        np.testing.assert_allclose(
+            distribution(run, "activation_histogram", layer), expected_histogram(outputs),
+            atol=2, err_msg=layer,  # Round-off may move an element across an edge.
+        )
+        assert distribution(run, "activation_histogram", layer).sum() == outputs.size
+    np.testing.assert_array_equal(
+        distribution(run, "unit_activity", "small")[:3], (after_small > 0).mean(0)
+    )
+
+
+def test_histogram_freq_zero_traces_no_distribution_ops(log_dir, monkeypatch):
+    from gradwatch import statistics
+
+    binned = []
+    original = statistics.signed_log_histograms
+    monkeypatch.setattr(
+        statistics, "signed_log_histograms",
+        lambda *a, **k: binned.append(1) or original(*a, **k),
+    )
+    x = rng(13).normal(size=(16, 4)).astype(np.float32)
+    fit_and_load(identity(4), x, x * 0, f"{log_dir}/none", batch_size=4, update_freq=1, histogram_freq=0)
+    assert binned == []
+    fit_and_load(identity(4), x, x * 0, f"{log_dir}/some", batch_size=4, update_freq=1, histogram_freq=2)
+    assert binned
 
 
 @pytest.mark.parametrize("dead", [0, 3, 7])
