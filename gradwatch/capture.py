@@ -19,14 +19,14 @@ from .replicas import Replicas
 from .taps import LayerTap, OptimizerTap
 
 
-def make_capture(model, keras_function, watched, thresholds, distributions=True):
+def make_capture(model, keras_function, watched, thresholds, distributions=True, initial=None):
     """The `Capture` of `model`'s backend, made with these arguments (see
     `Capture`)."""
     if keras.backend.backend() == "jax":
         from .capture_jax import JaxCapture as kind
     else:
         from .capture_tensorflow import TensorFlowCapture as kind
-    return kind(model, keras_function, watched, thresholds, distributions)
+    return kind(model, keras_function, watched, thresholds, distributions, initial)
 
 
 class Capture:
@@ -43,14 +43,17 @@ class Capture:
         thresholds: The saturation thresholds to count at, in order.
         distributions: Whether recorded steps may measure the distributions
             too. Without, their ops are not traced.
+        initial: The model's `InitialWeights`, shared by its captures.
     """
 
     # Traces of every capture's train step, for tests that count them.
     traces = 0
 
-    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True,
+                 initial=None):
         self.model = model
         self.distributions = distributions
+        self.initial = initial if initial is not None else InitialWeights()
         self.keras_function = keras_function
         self.thresholds = tuple(thresholds)
         self.replicas = Replicas.of(model)
@@ -66,6 +69,9 @@ class Capture:
         self._distributions_step = None  # The step the last ones are of.
         self._layout = None
         self._last_read = None
+        # Before any step (the kernels of layers the first trace builds are
+        # copied as it measures).
+        self.initial.take(self.kernels, self.copy_of)
 
     # -- what the backend provides ---------------------------------------------
 
@@ -75,6 +81,12 @@ class Capture:
     def snapshot(self, values):
         """`values` as they are now, safe from a later in-place update."""
         return values
+
+    def copy_of(self, variable):
+        """`(copy, squared norm)`: a copy of `variable`'s value as it is
+        now, on its device and kept between steps, and its sum of squares as
+        a float (for `InitialWeights`)."""
+        raise NotImplementedError
 
     def in_step(self, trace):
         """Whether the op being traced belongs to the step itself."""
@@ -200,7 +212,10 @@ class Capture:
         return measure.Measure(self.taps, self.thresholds, self.replicas, self._layout, self.xla)
 
     def _measure(self, trace, kernels, before, value_of=None):
-        return self._measurement()(trace, kernels, before, value_of)
+        self.initial.take(kernels, self.copy_of)
+        return self._measurement()(
+            trace, kernels, before, value_of, self.initial.of(kernels)
+        )
 
     def _measure_distributions(self, trace):
         return self._measurement().distributions(trace)
@@ -222,3 +237,27 @@ class Capture:
             unpacked = measure.unpack(self.packed(), self.taps, self.thresholds, self._layout)
             self._last_read = (step, *unpacked)
         return self._last_read[1:]
+
+
+class InitialWeights:
+    """The watched kernels' weights as GradWatch first saw them, for
+    `distance_from_init`: one copy of each kernel on its device, and its
+    squared norm, taken before the first step that measures it.
+
+    One per model, shared by its captures, so that a GradWatch made later
+    (or one watching other layers) measures from the same start. Costs one
+    more copy of the watched kernels' memory for as long as the model.
+    """
+
+    def __init__(self):
+        self._of = {}  # id(kernel) -> (copy, squared norm)
+
+    def take(self, kernels, copy_of):
+        """Copies the kernels not copied yet, with `copy_of(kernel)`."""
+        for kernel in kernels:
+            if id(kernel) not in self._of:
+                self._of[id(kernel)] = copy_of(kernel)
+
+    def of(self, kernels):
+        """Per kernel, `(copy, squared norm)`, or None if not taken."""
+        return [self._of.get(id(k)) for k in kernels]

@@ -37,8 +37,9 @@ DISTRIBUTIONS_KEY = "_gradwatch_distributions"
 class JaxCapture(Capture):
     """A `Capture` on Keras' JAX backend (see `capture.Capture`)."""
 
-    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
-        super().__init__(model, keras_function, watched, thresholds, distributions)
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True,
+                 initial=None):
+        super().__init__(model, keras_function, watched, thresholds, distributions, initial)
         self._layout = self._known_sizes()
         self._packed = None
         self._packed_distributions = None
@@ -49,6 +50,14 @@ class JaxCapture(Capture):
             self.recording_function(with_distributions)
 
     # -- the taps' backend ---------------------------------------------------
+
+    def copy_of(self, variable):
+        # A new buffer: Keras donates the step's state, so the variable's
+        # own buffer is gone after the next step. Closed over by the
+        # recording function, it is passed to it as an argument, not baked in.
+        copy = jax.numpy.array(variable.value, copy=True)
+        value = np.asarray(copy, np.float64)
+        return copy, float(np.sum(value * value))
 
     @property
     def optimizer_method(self):

@@ -18,8 +18,9 @@ from .taps import Trace
 class TensorFlowCapture(Capture):
     """A `Capture` on Keras' TensorFlow backend (see `capture.Capture`)."""
 
-    def __init__(self, model, keras_function, watched, thresholds, distributions=True):
-        super().__init__(model, keras_function, watched, thresholds, distributions)
+    def __init__(self, model, keras_function, watched, thresholds, distributions=True,
+                 initial=None):
+        super().__init__(model, keras_function, watched, thresholds, distributions, initial)
         with tf.init_scope():  # Set by the host between steps.
             self._flag = tf.Variable(False, trainable=False) if self.gated else None
             self._distributions_flag = (
@@ -61,6 +62,14 @@ class TensorFlowCapture(Capture):
 
     def snapshot(self, values):
         return tf.nest.map_structure(tf.identity, values)
+
+    def copy_of(self, variable):
+        # Made outside the trace (a variable made while tracing makes
+        # tf.function trace again), from the value it holds now.
+        with tf.init_scope(), self.replicas.strategy.scope():
+            copy = tf.Variable(variable.value, trainable=False)
+            value = tf.cast(variable.value, tf.float64)
+            return copy, float(tf.reduce_sum(value * value))
 
     def in_step(self, trace):
         return tf.compat.v1.get_default_graph() is trace.graph

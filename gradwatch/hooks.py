@@ -37,7 +37,7 @@ from gradwatch_tensorboard import metadata
 
 from . import keras_internals as internals
 from . import statistics as st
-from .capture import Capture, make_capture
+from .capture import Capture, InitialWeights, make_capture
 from .replicas import Replicas
 
 # The order of rows in a member's `read()`: the metrics' one list.
@@ -78,6 +78,7 @@ class _ModelCaptures:
         self.captures = {}
         self.current = None
         self._plans = {}
+        self.initial = InitialWeights()  # Shared by the model's captures.
         self.runner = self._run
 
     def _keras_train_function(self):
@@ -130,7 +131,7 @@ class _ModelCaptures:
             while len(self.captures) >= self.KEPT:
                 self.captures.pop(next(iter(self.captures)))
             capture = make_capture(
-                self.model, self.keras_function, layers, thresholds, distributions
+                self.model, self.keras_function, layers, thresholds, distributions, self.initial
             )
             self.captures[key] = capture
         if self.current is not capture:

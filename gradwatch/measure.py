@@ -31,7 +31,7 @@ class Measure:
         self._layout = layout
         self.xla = xla
 
-    def __call__(self, trace, kernels, before, value_of=None):
+    def __call__(self, trace, kernels, before, value_of=None, initial=None):
         """Every watched layer's fields and activity, as one float32 vector.
 
         Vectorised over layers: a handful of ops per shape of tensor, not per
@@ -45,6 +45,8 @@ class Measure:
             value_of: `value_of(variable)`: a variable's value after the
                 step's update (by default, its `value`; on JAX, from the
                 state the step returns).
+            initial: Per kernel, `(value, squared norm)` of its weights when
+                first watched (`capture.InitialWeights`), or None.
         """
         value_of = value_of or (lambda variable: variable.value)
         matrices = {}  # (tensor ref, unit axes) -> [rows, units] matrix
@@ -123,7 +125,7 @@ class Measure:
         grad = ops.stack(
             [grad[:, 0], grad[:, 1] / scale, grad[:, 2] / (scale * scale), grad[:, 3]], 1
         )
-        kernel_block = self._kernel_block(trace, kernels, before, value_of)
+        kernel_block = self._kernel_block(trace, kernels, before, value_of, initial)
         bn_block = self._batch_norm_block(trace, unit_needs, value_of)
         sat_block = self._saturated_block(saturated)
         fields = ops.concatenate(
@@ -242,25 +244,41 @@ class Measure:
             offset += len(counts)
         return table, pooled_needs, pooled_saturated
 
-    def _kernel_block(self, trace, kernels, values_before, value_of):
-        """`[taps, 4]`: whether measured, then the squared norms of the
-        kernels' gradients, updates and values before the update."""
+    def _kernel_block(self, trace, kernels, values_before, value_of, initial=None):
+        """`[taps, 6]`: whether measured, then the squared norms of the
+        kernels' gradients, updates, values before the update, distances
+        from their initial values, and initial values (NaN where a kernel's
+        initial value is not known)."""
         measured = [k for k in kernels if id(k) in trace.kernel_gradients]
         received = [trace.kernel_gradients[id(k)] for k in measured]
         gradients = self.replicas.sum([r.gradient for r in received])
         before_of = {id(k): b for k, b in zip(kernels, values_before)}
         before = [ops.reshape(before_of[id(k)], k.shape) for k in measured]
+        initial_of = dict(zip(map(id, kernels), initial or [None] * len(kernels)))
+        first = [initial_of[id(k)] for k in measured]
         if measured:
             # Each kernel's gradient carries its own optimizer's loss scale.
             scales = ops.stack([
                 ops.ones(()) if r.scale is None else r.scale for r in received
             ])
-            updates = [value_of(k) - b for k, b in zip(measured, before)]
+            after = [value_of(k) for k in measured]
+            updates = [a - b for a, b in zip(after, before)]
+            known = [n for n, f in enumerate(first) if f is not None]
+            drifts = _nans((len(measured),))
+            if known:
+                drifts = ops.scatter_update(drifts, [[n] for n in known], ops.stack(
+                    st.squared_norms([after[n] - first[n][0] for n in known], self.xla)
+                ))
+            initial_sq = np.array(
+                [np.nan if f is None else f[1] for f in first], "float32"
+            )
             norms = ops.stack(
                 [
                     ops.stack(st.squared_norms(gradients, self.xla)) / (scales * scales),
                     ops.stack(st.squared_norms(updates, self.xla)),
                     ops.stack(st.squared_norms(before, self.xla)),
+                    drifts,
+                    ops.convert_to_tensor(initial_sq),
                 ],
                 axis=1,
             )
@@ -285,7 +303,7 @@ class Measure:
                 owner += [i] * len(mine)
                 ordered += mine
         if not ordered:
-            return ops.zeros((len(self.taps), 4))
+            return ops.zeros((len(self.taps), 6))
         owner = np.array(owner, "int32")
         sums = ops.segment_sum(
             ops.take(norms, ordered, axis=0), owner, num_segments=len(self.taps)

@@ -523,6 +523,7 @@ FIELDS = (
     "in_count", "in_mean", "in_m2",
     "grad_count", "grad_mean", "grad_m2", "grad_nonfinite",
     "kernels_measured", "kernel_grad_sq", "kernel_delta_sq", "kernel_sq",
+    "kernel_drift_sq", "kernel_initial_sq",
     "bn_batch_mean", "bn_batch_var", "bn_skew",
     "bn_moving_mean", "bn_moving_var", "bn_gamma", "bn_beta",
 )
@@ -573,6 +574,11 @@ def finish(fields, saturated, activity, window):
             "gradient_norm": np.where(measured, np.sqrt(f["kernel_grad_sq"]), np.nan),
             "update_ratio": np.where(
                 measured, np.sqrt(f["kernel_delta_sq"]) / np.sqrt(f["kernel_sq"]), np.nan
+            ),
+            # A kernel that starts at zero has no scale to drift against.
+            "distance_from_init": np.where(
+                measured & (f["kernel_initial_sq"] > 0),
+                np.sqrt(f["kernel_drift_sq"]) / np.sqrt(f["kernel_initial_sq"]), np.nan,
             ),
             "saturation_fraction": saturated / f["out_count"],
             "dead_units": dead,

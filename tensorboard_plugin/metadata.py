@@ -111,6 +111,13 @@ _METRIC_LIST = [
         "that step's optimizer update.",
     ),
     MetricInfo(
+        "distance_from_init", "Distance from init", "log",
+        "||W - W_0|| / ||W_0|| over the layer's kernels after that step's "
+        "update, where W_0 is the kernels' value when a GradWatch first "
+        "watched the model (its initialisation, for a fresh model); NaN for "
+        "a kernel that starts at zero.",
+    ),
+    MetricInfo(
         "saturation_fraction", "Saturation", "fraction",
         "Share of output elements where the layer's nonlinearity has a "
         "derivative below `saturation_threshold` (default 0.05) times its "

@@ -59,6 +59,61 @@ def test_gradient_norm_and_update_ratio_of_plain_sgd(log_dir):
     np.testing.assert_allclose(column(run, "update_ratio", "dense", 0), expected_ratio, rtol=1e-3)
 
 
+def constant_gradient_model(learning_rate, kernel_initializer="glorot_uniform"):
+    """Dense(3, no bias) trained by SGD on the loss mean(y_pred): on rows
+    that all equal v, dL/dW = v / 3 in every column, at every step."""
+    model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(3, name="dense", use_bias=False,
+                                               kernel_initializer=kernel_initializer)]
+    )
+    model.compile(keras.optimizers.SGD(learning_rate), lambda y_true, y_pred: keras.ops.mean(y_pred))
+    return model
+
+
+def test_distance_from_init_grows_by_the_known_steps(log_dir):
+    keras.utils.set_random_seed(5)
+    learning_rate, v = 0.05, np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    model = constant_gradient_model(learning_rate)
+    initial = model.get_layer("dense").kernel.numpy().copy()
+    x = np.tile(v, (8 * 6, 1))
+    run = fit_and_load(model, x, np.zeros((48, 3), np.float32), log_dir, batch_size=8, update_freq=1)
+    # After step t's update: W - W0 = -(t + 1) * lr * G, G = v / 3 in each column.
+    gradient = np.tile(v[:, None] / 3, (1, 3))
+    step_distance = learning_rate * np.linalg.norm(gradient) / np.linalg.norm(initial)
+    np.testing.assert_allclose(
+        run.metric("distance_from_init")[:, 0], step_distance * np.arange(1, 7), rtol=1e-4
+    )
+
+
+def test_distance_from_init_is_from_the_first_watched_weights(log_dir):
+    # A second GradWatch, watching something else (a capture of its own),
+    # still measures from the weights the first one started from.
+    import gradwatch
+
+    learning_rate, v = 0.05, np.array([1.0, -2.0, 0.5, 3.0], np.float32)
+    model = constant_gradient_model(learning_rate)
+    initial = model.get_layer("dense").kernel.numpy().copy()
+    x, y = np.tile(v, (8 * 3, 1)), np.zeros((24, 3), np.float32)
+    first = gradwatch.GradWatch(f"{log_dir}/first", update_freq=1, verbose=0)
+    model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[first])
+    second = gradwatch.GradWatch(f"{log_dir}/second", update_freq=1, verbose=0, saturation_threshold=0.1)
+    model.fit(x, y, batch_size=8, shuffle=False, verbose=0, callbacks=[second])
+    gradient = np.tile(v[:, None] / 3, (1, 3))
+    step_distance = learning_rate * np.linalg.norm(gradient) / np.linalg.norm(initial)
+    later = gradwatch.load(f"{log_dir}/second")
+    np.testing.assert_allclose(
+        later.metric("distance_from_init")[:, 0], step_distance * np.arange(4, 7), rtol=1e-4
+    )
+
+
+def test_distance_from_a_zero_initial_kernel_is_nan(log_dir):
+    model = constant_gradient_model(0.05, kernel_initializer="zeros")
+    x = np.ones((16, 4), np.float32)
+    run = fit_and_load(model, x, np.zeros((16, 3), np.float32), log_dir, batch_size=8, update_freq=1)
+    assert np.isnan(run.metric("distance_from_init")).all()
+    assert np.isfinite(run.metric("update_ratio")[1, 0])  # The kernel is measured.
+
+
 @pytest.mark.parametrize("dead", [0, 3, 7])
 def test_k_units_forced_dead_are_exactly_k(log_dir, dead):
     units = 10
