@@ -69,8 +69,8 @@ class Capture:
         self._distributions_step = None  # The step the last ones are of.
         self._layout = None
         self._last_read = None
-        # Before any step (the kernels of layers the first trace builds are
-        # copied as it measures).
+        # Before any step (the kernels of layers that the first trace
+        # builds are copied with the capture's state, `_make_state`).
         self.initial.take(self.kernels, self.copy_of)
 
     # -- what the backend provides ---------------------------------------------
@@ -212,7 +212,6 @@ class Capture:
         return measure.Measure(self.taps, self.thresholds, self.replicas, self._layout, self.xla)
 
     def _measure(self, trace, kernels, before, value_of=None):
-        self.initial.take(kernels, self.copy_of)
         return self._measurement()(
             trace, kernels, before, value_of, self.initial.of(kernels)
         )

@@ -90,14 +90,16 @@ class TensorFlowCapture(Capture):
     # -- state ---------------------------------------------------------------
 
     def _make_state(self, sizes=None):
-        """Makes the output, now if its size is known: a variable made while
-        tracing makes tf.function trace again."""
+        """Makes the output, now if its size is known, and copies the
+        kernels' initial values: a variable made while tracing makes
+        tf.function trace again, and only its first trace may make any."""
         sizes = sizes if sizes is not None else self._known_sizes()
         if sizes is not None and self._output is None:
             self._layout = sizes
             self._output = self.replicas.variable(
                 [measure.size(self.taps, self.thresholds, sizes)]
             )
+        self.initial.take(self.kernels, self.copy_of)
 
     def _when_recording(self, make_ops):
         if not self.gated:

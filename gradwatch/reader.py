@@ -2,13 +2,13 @@
 
 import json
 import os
-import struct
 import sys
 
 import numpy as np
 from tensorboard.compat.proto import event_pb2, types_pb2
 
 from gradwatch_tensorboard import findings_document, metadata, storage
+from gradwatch_tensorboard.records import event_at, frame_offsets, read_records
 
 
 class Recording:
@@ -150,96 +150,6 @@ def _event_files(log_dir):
     ]
 
 
-def _crc32c_table():
-    # CRC-32C (Castagnoli), bit-reflected polynomial 0x82F63B78.
-    table = []
-    for byte in range(256):
-        crc = byte
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82F63B78 if crc & 1 else 0)
-        table.append(crc)
-    return tuple(table)
-
-
-_CRC32C = _crc32c_table()
-
-
-def masked_crc32c(data):
-    """The checksum a TFRecord frame stores for `data` (masked CRC-32C)."""
-    crc = 0xFFFFFFFF
-    table = _CRC32C
-    for byte in data:
-        crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
-    crc ^= 0xFFFFFFFF
-    return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-
-
-def _frame_length(f):
-    """Reads a frame header: the payload's length, or None at the end or
-    at a damaged header."""
-    header = f.read(12)
-    if len(header) < 12:
-        return None
-    length, length_crc = struct.unpack("<QI", header)
-    if masked_crc32c(header[:8]) != length_crc:
-        return None
-    return length
-
-
-def _frame_payload(f, length):
-    """Reads a frame's payload and checksum: the payload, or None if it is
-    truncated or damaged."""
-    data = f.read(length)
-    footer = f.read(4)
-    if len(data) < length or len(footer) < 4:
-        return None
-    if masked_crc32c(data) != struct.unpack("<I", footer)[0]:
-        return None
-    return data
-
-
-def read_records(path):
-    """Payloads of the TFRecord file at `path`, without TensorFlow.
-
-    A frame is a little-endian uint64 length, the masked CRC-32C of those 8
-    bytes, the payload and its masked CRC-32C. A truncated or corrupt frame
-    ends the file: a run still being written, or a damaged tail, keeps every
-    record before it.
-    """
-    with storage.open(path, "rb") as f:
-        while True:
-            length = _frame_length(f)
-            data = None if length is None else _frame_payload(f, length)
-            if data is None:
-                return
-            yield data
-
-
-def _frame_offsets(f):
-    """`(offset, length)` of each frame of an open TFRecord file, reading
-    only the headers (the last payload may be truncated)."""
-    offset = 0
-    while True:
-        f.seek(offset)
-        length = _frame_length(f)
-        if length is None:
-            return
-        yield offset, length
-        offset += 12 + length + 4
-
-
-def _event_at(f, offset, length):
-    """The Event in the frame at `offset`, or None if it is damaged."""
-    f.seek(offset + 12)
-    data = _frame_payload(f, length)
-    if data is None:
-        return None
-    try:
-        return event_pb2.Event.FromString(data)
-    except Exception:  # not an Event
-        return None
-
-
 def _gradwatch_layers(event):
     for value in event.summary.value:
         if (
@@ -275,10 +185,10 @@ def describe(log_dir):
     layers, steps = [], []
     for path in _event_files(log_dir):
         with storage.open(path, "rb") as f:
-            frames = list(_frame_offsets(f))
+            frames = list(frame_offsets(f))
             first = None
             for offset, length in frames:
-                event = _event_at(f, offset, length)
+                event = event_at(f, offset, length)
                 if event is None:
                     break
                 names = _gradwatch_layers(event)
@@ -290,7 +200,7 @@ def describe(log_dir):
                 continue
             steps.append(first)
             for offset, length in reversed(frames[-2:]):
-                event = _event_at(f, offset, length)
+                event = event_at(f, offset, length)
                 if event is not None:
                     steps.append(event.step)
                     break

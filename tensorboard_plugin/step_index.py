@@ -11,15 +11,12 @@ from where it stopped as the files grow.
 
 import array
 import os
-import struct
 import threading
 
 import numpy as np
-from tensorboard.compat.proto import event_pb2
 
-from gradwatch.reader import _frame_payload, masked_crc32c  # TFRecord framing
 
-from . import storage
+from . import records, storage
 
 # Enough of an Event's payload for its step: the wall time (tag + 8 bytes)
 # and the step (tag + a varint of at most 10 bytes).
@@ -95,16 +92,19 @@ class StepIndex:
             f.seek(0, os.SEEK_END)
             size = f.tell()
             offset = self._ends[path]
-            while offset + 12 <= size:
+            while offset + records.HEADER_BYTES <= size:
                 # The frame's header (length, its checksum) and the first
                 # bytes of its event, in one read.
                 f.seek(offset)
-                head = f.read(12 + _STEP_BYTES)
-                length, length_crc = struct.unpack_from("<QI", head)
-                end = offset + 12 + length + 4
-                if masked_crc32c(head[:8]) != length_crc or end > size:
-                    break  # a damaged header, or a frame still being written
-                self._steps.append(event_step(head[12:12 + min(length, _STEP_BYTES)]))
+                head = f.read(records.HEADER_BYTES + _STEP_BYTES)
+                length = records.header_length(head)
+                if length is None:
+                    break  # a damaged header
+                end = offset + records.HEADER_BYTES + length + records.FOOTER_BYTES
+                if end > size:
+                    break  # a frame still being written
+                start = records.HEADER_BYTES
+                self._steps.append(event_step(head[start:start + min(length, _STEP_BYTES)]))
                 self._file_ids.append(file_id)
                 self._offsets.append(offset)
                 self._lengths.append(length)
@@ -121,12 +121,9 @@ class StepIndex:
         events = []
         for path, offset, length in found:  # (each checked when read)
             with storage.open(path, "rb") as f:
-                f.seek(offset + 12)
-                data = _frame_payload(f, length)
-            try:
-                events.append(event_pb2.Event.FromString(data))
-            except Exception:  # damaged (None) or not an Event
-                continue
+                event = records.event_at(f, offset, length)
+            if event is not None:
+                events.append(event)
         return events
 
 

@@ -5,7 +5,8 @@ own (`tensor_util.make_ndarray`, one Python call per step): at 20,000 steps
 that is most of half a second. The plugin's series are float32 vectors of
 one length, so their bytes can be joined and viewed as one matrix instead.
 This asks the data server the same `ReadTensors` question the provider
-asks, through the provider's own gRPC stub.
+asks, through the provider's own gRPC stub: private to TensorBoard, so
+tests/test_tensorboard_contract.py checks it against the real data server.
 """
 
 import numpy as np

@@ -3,7 +3,6 @@ documented is the one `plugin.ROUTES` declares, every response field
 documented is one the server sends, and every field the page reads is one of
 them."""
 
-import json
 import pathlib
 import re
 

@@ -20,7 +20,7 @@ import tensorflow as tf
 import gradwatch
 from gradwatch import __main__ as cli
 from gradwatch import reader
-from gradwatch_tensorboard import storage
+from gradwatch_tensorboard import records, storage
 from gradwatch_tensorboard.summary import SummaryWriter
 from conftest import rng
 
@@ -188,7 +188,7 @@ class _Stream:
 def test_masked_crc32c_matches_the_standard_check_value():
     crc = 0xE3069283  # CRC-32C of b"123456789" (RFC 3720)
     masked = (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
-    assert reader.masked_crc32c(b"123456789") == masked
+    assert records.masked_crc32c(b"123456789") == masked
 
 
 @pytest.mark.parametrize("damage", ["none", "truncated", "flipped_byte", "garbage_tail"])
@@ -212,7 +212,7 @@ def test_the_record_reader_agrees_with_tensorflows(tmp_path, damage):
             expected.append(record)
     except tf.errors.OpError:
         pass
-    assert list(reader.read_records(path)) == expected
+    assert list(records.read_records(path)) == expected
     assert 0 < len(expected) <= 30
 
 

@@ -139,6 +139,12 @@ def test_subclassed_model_in_call_order(log_dir):
     run = fit_and_load(model, *data(), log_dir, update_freq=4)
     assert run.layers == ["body", "head"]
     assert np.isfinite(run.metric("saturation_fraction")[:, 0]).all()
+    # Its kernels exist only once the first trace has built them: their
+    # initial values are still copied, and after step 0 the distance from
+    # them is that step's update.
+    np.testing.assert_allclose(
+        run.metric("distance_from_init")[0], run.metric("update_ratio")[0], rtol=1e-4
+    )
 
 
 class TwoOutputs(keras.layers.Layer):

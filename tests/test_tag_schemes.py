@@ -18,7 +18,7 @@ from tensorboard.util import tensor_util
 
 import gradwatch
 from gradwatch import reader
-from gradwatch_tensorboard import metadata
+from gradwatch_tensorboard import metadata, records
 from gradwatch_tensorboard.summary import SummaryWriter
 from test_plugin_http import get_json, make_client
 
@@ -84,7 +84,7 @@ def test_new_runs_use_one_scheme_for_every_tag(tmp_path):
     model.fit(x, x[:, :1], batch_size=16, verbose=0,
               callbacks=[gradwatch.GradWatch(str(tmp_path), update_freq=1, verbose=0)])
     (name,) = os.listdir(tmp_path)
-    tags = {v.tag for data in reader.read_records(str(tmp_path / name))
+    tags = {v.tag for data in records.read_records(str(tmp_path / name))
             for v in event_pb2.Event.FromString(data).summary.value}
     assert tags and all(re.fullmatch(r"gradwatch/(metric|headline|document|distribution)/[a-z_]+", t) for t in tags), tags
     documents = {t for t in tags if metadata.parse_tag(t)[0] == metadata.DOCUMENT}
