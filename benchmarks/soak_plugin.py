@@ -85,7 +85,7 @@ def synthetic_rows(start, count, layers, rng):
     Layers alternate tanh (saturation applies) and ReLU (dead units apply);
     every 10th layer is a BatchNormalization (the BN metrics apply to it
     alone); values drift with the step and differ per layer; about 0.1% of
-    the remaining cells are NaN, and one step in 5,000 has non-finite counts.
+    the remaining cells are NaN (at least one per metric), and one step in 5,000 has non-finite counts.
     """
     names = metadata.METRIC_NAMES
     steps = np.arange(start, start + count, dtype=np.float64)[:, None]
@@ -105,6 +105,7 @@ def synthetic_rows(start, count, layers, rng):
                                            + 0.1 * noise())
     out[:, col["gradient_norm"]] = 10.0 ** (-2.0 + depth + 0.1 * noise())
     out[:, col["update_ratio"]] = 10.0 ** (-3.0 + 0.3 * drift + 0.1 * noise())
+    out[:, col["distance_from_init"]] = 10.0 ** (-2.0 + 0.5 * np.log10(1.0 + steps) + 0.05 * noise())
     saturation = 1.0 / (1.0 + np.exp(-(4.0 * drift - 2.0 + noise())))
     out[:, col["saturation_fraction"]] = np.where(tanh, saturation, np.nan)
     dead = np.clip(np.round(4.0 * (drift + 0.5 * noise())), 0, 8)
@@ -127,6 +128,9 @@ def synthetic_rows(start, count, layers, rng):
     out[bursts, col["activation_nonfinite"], -3:] = 8.0
     out[bursts, col["gradient_nonfinite"], :3] = 32.0
     holes = rng.random(out.shape) < 0.001
+    # And one in every metric, so that a short run has some too.
+    metrics = np.arange(len(names))
+    holes[(metrics * 7919) % count, metrics, metrics % layers] = True
     out[holes] = np.nan
     return out
 
