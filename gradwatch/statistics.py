@@ -261,15 +261,28 @@ def signed_log_bins(x, decades):
         x: A float32 tensor.
         decades: `(low, high)`: the decades span 10**low to 10**high.
     """
+    return ops.where(
+        ops.isfinite(x),
+        ops.cast(ops.digitize(x, _signed_log_boundaries(decades)), "int32"),
+        2 * (decades[1] - decades[0]) + 1,
+    )
+
+
+def _signed_log_boundaries(decades):
+    """The float32 edges between the finite bins, ascending, for one
+    search (`digitize`: bins[i-1] <= x < bins[i]) that finds each element's
+    bin, sign, decade and clipping at once.
+
+    A negative decade holds -10**(k+1) < x <= -10**k: its edges are the
+    float32 just above -10**k, so that left-closed bins close on the right
+    magnitude. Zero's bin runs up to float32's smallest normal number (a
+    denormal may read as zero anyway where the CPU flushes them).
+    """
     low, high = decades
-    width = high - low
-    finite = ops.isfinite(x)
-    # One search of the magnitude among the inner decade boundaries
-    # (10**(low+1) ... 10**(high-1)) both finds and clips the decade.
-    boundaries = [10.0 ** e for e in range(low + 1, high)]
-    decade = ops.cast(ops.digitize(ops.abs(x), boundaries), "int32")
-    bins = ops.where(x > 0, width + 1 + decade, ops.where(x < 0, width - 1 - decade, width))
-    return ops.where(finite, bins, 2 * width + 1)
+    powers = [np.float32(10.0 ** k) for k in range(high - 1, low, -1)]  # 1e3 ... 1e-7
+    negative = [float(np.nextafter(-p, np.float32(0))) for p in powers]
+    positive = [float(p) for p in reversed(powers)]
+    return negative + [0.0, float(np.finfo(np.float32).tiny)] + positive
 
 
 def signed_log_histograms(tensors, segments, count, decades, scale=None, xla=False):
@@ -313,8 +326,12 @@ def signed_log_histograms(tensors, segments, count, decades, scale=None, xla=Fal
     for members, x in parts:
         if scale is not None:
             x = x / scale
-        rows, _ = _row_layout([flats[i] for i in members], [segments[i] for i in members])
-        indices = ops.convert_to_tensor(rows) * width + signed_log_bins(x, decades)
+        bins = signed_log_bins(x, decades)
+        if len(members) == 1:  # One tensor, one row: an offset.
+            indices = bins + segments[members[0]] * width
+        else:
+            rows, _ = _row_layout([flats[i] for i in members], [segments[i] for i in members])
+            indices = ops.convert_to_tensor(rows) * width + bins
         counted = count_indices(indices, count * width, xla)
         total = counted if total is None else total + counted
     if total is None:
@@ -384,7 +401,11 @@ def count_indices(indices, length, xla=False):
     if keras.backend.backend() == "tensorflow" and not xla:
         import tensorflow as tf
 
-        return tf.math.bincount(indices, minlength=length, maxlength=length, dtype=tf.float32)
+        # The raw op: `tf.math.bincount` adds a dozen ops (its checks) to
+        # the traced step for each call.
+        return tf.raw_ops.Bincount(
+            arr=indices, size=length, weights=tf.zeros([0], tf.float32)
+        )
     return ops.segment_sum(ops.ones_like(indices, "float32"), indices, num_segments=length)
 
 

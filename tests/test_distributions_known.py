@@ -120,7 +120,7 @@ def test_a_magnitude_on_a_decade_edge_counts_in_the_decade_it_starts(log_dir):
     # Exact powers of ten, where log10 rounding could go either way, and
     # magnitudes beyond both ends of the decades.
     edges = [10.0 ** e for e in range(LOW, HIGH + 1)] + [10.0 ** (LOW - 1), 10.0 ** (HIGH + 1)]
-    row = np.array(edges + [-e for e in edges] + [0.0], np.float32)
+    row = np.array(edges + [-e for e in edges] + [0.0, -0.0], np.float32)
     x = np.tile(row, (4, 1))
     run = fit_and_load(identity(row.size), x, x * 0, log_dir, batch_size=4)
     np.testing.assert_array_equal(
