@@ -173,8 +173,7 @@ def _finite_sums(matrices, peaks, xla):
     by_shape = {}
     for i, m in enumerate(matrices):
         shape = tuple(m.shape)
-        small = shape[1] is not None and shape[1] * STACK_ROWS_BELOW <= STACK_BELOW
-        by_shape.setdefault(shape if small else i, []).append(i)
+        by_shape.setdefault(shape if _stackable(m) else i, []).append(i)
     parts = []
     for indices in by_shape.values():
         group = [matrices[i] for i in indices]
@@ -315,8 +314,8 @@ def signed_log_histograms(tensors, segments, count, decades, scale=None, xla=Fal
     """
     width = 2 * (decades[1] - decades[0]) + 2
     flats = [ops.reshape(as_float32(t), [-1]) for t in tensors]
-    small = [i for i, t in enumerate(tensors) if _per_row_size(t) * STACK_ROWS_BELOW <= STACK_BELOW]
-    parts = [([i], flats[i]) for i in range(len(flats)) if i not in set(small)]
+    small = [i for i, t in enumerate(tensors) if _stackable(t)]
+    parts = [([i], flats[i]) for i in range(len(flats)) if i not in small]
     if small:
         together = flats[small[0]] if len(small) == 1 else ops.concatenate(
             [flats[i] for i in small], axis=0
@@ -337,12 +336,6 @@ def signed_log_histograms(tensors, segments, count, decades, scale=None, xla=Fal
     if total is None:
         return ops.zeros((count, width))
     return ops.reshape(total, (count, width))
-
-
-def signed_log_histogram(x, decades):
-    """`signed_log_histograms` of one tensor: a float32 vector of
-    `2 * (high - low) + 2` counts."""
-    return signed_log_histograms([x], [0], 1, decades)[0]
 
 
 def unit_counts(matrices, segments, count, is_in, width, floors=None):
@@ -381,12 +374,12 @@ def unit_counts(matrices, segments, count, is_in, width, floors=None):
         is_finite = ops.isfinite(x)
         inside_here = as_float32(ops.logical_and(is_in(x, row_floors), is_finite))
         pad = [[0, 0], [0, width - units]]
-        for result, values in ((0, inside_here), (1, as_float32(is_finite))):
-            summed = ops.pad(ops.segment_sum(values, rows, num_segments=count), pad)
-            if result == 0:
-                inside = inside + summed
-            else:
-                finite = finite + summed
+
+        def per_segment(values):
+            return ops.pad(ops.segment_sum(values, rows, num_segments=count), pad)
+
+        inside = inside + per_segment(inside_here)
+        finite = finite + per_segment(as_float32(is_finite))
     return inside, finite
 
 
@@ -409,15 +402,16 @@ def count_indices(indices, length, xla=False):
     return ops.segment_sum(ops.ones_like(indices, "float32"), indices, num_segments=length)
 
 
-def _per_row_size(x):
-    """Elements per row (the first axis) of `x`, if static, else a size that
-    is never stacked."""
+def _stackable(x):
+    """Whether `x` is small enough to be stacked or concatenated with others
+    (`STACK_BELOW`): its elements per row (the first axis) are static and
+    few."""
     size = 1
     for n in x.shape[1:]:
         if n is None:
-            return STACK_BELOW + 1
+            return False
         size *= int(n)
-    return size
+    return size * STACK_ROWS_BELOW <= STACK_BELOW
 
 
 def _row_layout(pieces, labels):
